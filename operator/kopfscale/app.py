@@ -1,0 +1,36 @@
+"""The operator: every kopf handler kopfscale registers, plus its kopf settings.
+
+``kopfscale run`` and ``kopf run -m kopfscale.app`` both load this module, so the settings
+below apply however the operator is started (CLI, tests with KopfRunner, the container).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from kopfscale import GROUP
+from kopfscale.greeter import handlers as _greeter_handlers  # noqa: F401  (registers handlers)
+from kopfscale.scaledapp import handlers as _scaledapp_handlers  # noqa: F401  (registers handlers)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Keep kopf's bookkeeping in our own annotations: status stays ours (the CRD schema prunes
+    # unknown status fields) and nothing collides with another kopf operator on the same object.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    # Events: users see what we did on `kubectl describe`; debug chatter stays in the log.
+    settings.posting.level = logging.INFO
+    # Watches are long-lived; a server-side timeout refreshes them without losing events.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    # Sync handlers run in this pool; it bounds concurrent API calls during bursts.
+    settings.execution.max_workers = 32
+    # Retries: errors are retried with growing backoff instead of crash-looping.
+    settings.networking.error_backoffs = [1, 2, 5, 10, 30]

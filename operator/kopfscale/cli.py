@@ -1,0 +1,103 @@
+"""The ``kopfscale`` command: run the operator, serve a greeting, manage the local cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+import click
+import kopf
+
+
+@click.group()
+@click.version_option(package_name="kopfscale")
+def main() -> None:
+    """kopfscale: Greeter web apps and ScaledApp autoscaling on Kubernetes."""
+
+
+@main.command()
+@click.option("-n", "--namespace", "namespaces", multiple=True, help="Namespace to watch (repeatable; globs allowed).")
+@click.option("-A", "--all-namespaces", "clusterwide", is_flag=True, help="Watch every namespace.")
+@click.option("-v", "--verbose", is_flag=True, help="Log handler activity.")
+@click.option("-d", "--debug", is_flag=True, help="Log everything, including API traffic.")
+@click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only.")
+@click.option("--log-format", type=click.Choice(["plain", "full", "json"]), default="full", show_default=True)
+@click.option("--liveness", "liveness_endpoint", metavar="URL", help="kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz.")
+@click.option("--standalone", is_flag=True, help="Do not use kopf peering (only one operator may run).")
+@click.option("--peering", "peering_name", metavar="NAME", help="kopf peering object name.")
+@click.option("--priority", type=int, default=None, help="Peering priority.")
+def run(
+    namespaces: tuple[str, ...],
+    clusterwide: bool,
+    verbose: bool,
+    debug: bool,
+    quiet: bool,
+    log_format: str,
+    liveness_endpoint: str | None,
+    standalone: bool,
+    peering_name: str | None,
+    priority: int | None,
+) -> None:
+    """Run the operator until interrupted."""
+    if clusterwide and namespaces:
+        raise click.UsageError("use either --namespace or --all-namespaces, not both")
+    if not clusterwide and not namespaces:
+        env_namespaces = [n for n in os.environ.get("KOPFSCALE_NAMESPACES", "").split(",") if n.strip()]
+        if env_namespaces:
+            namespaces = tuple(n.strip() for n in env_namespaces)
+        else:
+            clusterwide = True
+    kopf.configure(
+        verbose=verbose, debug=debug, quiet=quiet, log_format=kopf.LogFormat[log_format.upper()]
+    )
+    import kopfscale.app  # noqa: F401  (registers the handlers)
+
+    asyncio.run(
+        kopf.operator(
+            clusterwide=clusterwide,
+            namespaces=namespaces,
+            liveness_endpoint=liveness_endpoint,
+            standalone=standalone or None,
+            peering_name=peering_name,
+            priority=priority,
+        )
+    )
+
+
+@main.command()
+@click.option("--message", envvar="GREETER_MESSAGE", required=True, help="The greeting to serve (env GREETER_MESSAGE).")
+@click.option("--port", envvar="GREETER_PORT", type=int, default=8080, show_default=True)
+@click.option("--host", envvar="GREETER_HOST", default="0.0.0.0", show_default=True)
+def greet(message: str, port: int, host: str) -> None:
+    """Serve the greeting over HTTP: GET / (text or JSON) and GET /healthz."""
+    from kopfscale.greeter.server import serve
+
+    serve(message=message, host=host, port=port)
+
+
+@main.group()
+def cluster() -> None:
+    """The local development control plane (etcd, kube-apiserver, ..., kwok)."""
+
+
+@cluster.command("up")
+@click.option("--state-dir", default=".cluster", show_default=True)
+def cluster_up(state_dir: str) -> None:
+    """Start it in the background and print the KUBECONFIG export line."""
+    from kopfscale.devcluster import cli as devcli
+
+    sys.exit(devcli.up(state_dir))
+
+
+@cluster.command("down")
+@click.option("--state-dir", default=".cluster", show_default=True)
+def cluster_down(state_dir: str) -> None:
+    """Stop it and every process it started."""
+    from kopfscale.devcluster import cli as devcli
+
+    sys.exit(devcli.down(state_dir))
+
+
+if __name__ == "__main__":
+    main()
