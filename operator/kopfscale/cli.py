@@ -99,5 +99,27 @@ def cluster_down(state_dir: str) -> None:
     sys.exit(devcli.down(state_dir))
 
 
+@cluster.command("reachable")
+@click.option("--describe", is_flag=True, help="Print the server URL instead of just the exit status.")
+def cluster_reachable(describe: bool) -> None:
+    """Exit 0 when the current kubeconfig reaches an API server within a few seconds."""
+    from kopfscale.devcluster import cli as devcli
+
+    server = devcli.reachable()
+    if describe and server:
+        click.echo(server)
+    sys.exit(0 if server else 1)
+
+
+@cluster.command("kubectl", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def cluster_kubectl(args: tuple[str, ...]) -> None:
+    """Run the kubectl built with the local control plane (same version as its apiserver)."""
+    from kopfscale.devcluster.binaries import ensure_built
+
+    kubectl = str(ensure_built().kubectl)
+    os.execv(kubectl, [kubectl, *args])
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,319 @@
+"""Start and stop a real control plane as local processes on free loopback ports.
+
+Every process is started with a parent-death signal, so even a test run killed with SIGKILL
+leaves no etcd or apiserver behind; ``stop()`` terminates them in reverse order.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kopfscale.devcluster import pki
+from kopfscale.devcluster.binaries import Binaries, ensure_built
+
+logger = logging.getLogger(__name__)
+
+SERVICE_CIDR = "10.0.0.0/24"
+POD_CIDR = "10.244.0.0/16"
+NODE_NAME = "kwok-node-0"
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child between fork and exec: SIGKILL it when the starting thread dies."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+
+@dataclass
+class LocalCluster:
+    """A control plane in ``state_dir``: etcd, apiserver, controller-manager, scheduler, kwok."""
+
+    state_dir: Path | None = None
+    nodes: int = 1
+    binaries: Binaries | None = None
+    processes: list[Process] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    apiserver_port: int = 0
+    _own_state_dir: bool = False
+
+    # -- paths ---------------------------------------------------------------------------------
+    @property
+    def kubeconfig(self) -> Path:
+        assert self.state_dir is not None
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.apiserver_port}"
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {p.name: p.popen.pid for p in self.processes}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self, timeout: float = 90.0) -> LocalCluster:
+        started = time.monotonic()
+        self.binaries = self.binaries or ensure_built()
+        if self.state_dir is None:
+            self.state_dir = Path(tempfile.mkdtemp(prefix="kopfscale-cluster-"))
+            self._own_state_dir = True
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.timings["ready"] = time.monotonic() - started
+        return self
+
+    def _start(self, timeout: float) -> None:
+        assert self.state_dir is not None and self.binaries is not None
+        t0 = time.monotonic()
+        certs = pki.generate(self.state_dir / "pki")
+        self.timings["pki"] = time.monotonic() - t0
+        deadline = time.monotonic() + timeout
+
+        etcd_port, etcd_peer_port = free_port(), free_port()
+        self._spawn("etcd", [
+            str(self.binaries.etcd), "--name=default", f"--data-dir={self.state_dir / 'etcd'}",
+            f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
+            f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
+            f"--listen-peer-urls=http://127.0.0.1:{etcd_peer_port}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer_port}",
+            f"--initial-cluster=default=http://127.0.0.1:{etcd_peer_port}",
+            "--unsafe-no-fsync", "--log-level=warn", "--quota-backend-bytes=8589934592",
+        ])
+
+        self.apiserver_port = free_port()
+        p = certs.path
+        self._spawn("kube-apiserver", [
+            str(self.binaries.kube_apiserver),
+            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--secure-port={self.apiserver_port}",
+            f"--tls-cert-file={p('apiserver.crt')}", f"--tls-private-key-file={p('apiserver.key')}",
+            f"--client-ca-file={p('ca.crt')}",
+            "--anonymous-auth=false",
+            "--authorization-mode=Node,RBAC",
+            f"--service-account-key-file={p('sa.pub')}",
+            f"--service-account-signing-key-file={p('sa.key')}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--allow-privileged=true",
+            "--profiling=false",
+            # Aggregation layer (metrics.k8s.io served by a local metrics-server).
+            f"--requestheader-client-ca-file={p('front-proxy-ca.crt')}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-username-headers=X-Remote-User",
+            f"--proxy-client-cert-file={p('front-proxy-client.crt')}",
+            f"--proxy-client-key-file={p('front-proxy-client.key')}",
+            "--enable-aggregator-routing=true",
+            "--event-ttl=1h",
+            "--v=0",
+        ])
+        self._write_kubeconfig(certs)
+        self._wait_ready(deadline)
+        self.timings["apiserver"] = time.monotonic() - t0
+
+        kubeconfig = str(self.kubeconfig)
+        self._spawn("kube-controller-manager", [
+            str(self.binaries.kube_controller_manager),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
+            f"--service-account-private-key-file={p('sa.key')}",
+            f"--root-ca-file={p('ca.crt')}",
+            "--use-service-account-credentials=true",
+            f"--cluster-cidr={POD_CIDR}", f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--leader-elect=false",
+            # No cloud, no real kubelets: the controllers that assume them only add noise.
+            "--controllers=*,-nodeipam,-service-lb-controller,-cloud-node-lifecycle,-persistentvolume-binder,-attachdetach",
+            "--concurrent-deployment-syncs=20", "--concurrent-replicaset-syncs=20",
+            "--concurrent-gc-syncs=40",
+            "--kube-api-qps=200", "--kube-api-burst=400",
+            "--v=0",
+        ])
+        self._spawn("kube-scheduler", [
+            str(self.binaries.kube_scheduler),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
+            "--leader-elect=false", "--v=0",
+        ])
+        self._spawn("kwok", [
+            str(self.binaries.kwok),
+            f"--kubeconfig={kubeconfig}",
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            f"--server-address=127.0.0.1:{free_port()}",
+            "--cidr=10.244.0.0/16", "--node-ip=10.1.0.1",
+            "--node-lease-duration-seconds=40",
+        ])
+        for index in range(self.nodes):
+            self._create_node(f"kwok-node-{index}")
+        self._wait_settled(deadline)
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            if process.popen.poll() is None:
+                process.popen.terminate()
+        for process in reversed(self.processes):
+            try:
+                process.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.popen.kill()
+                process.popen.wait(timeout=10)
+        self.processes.clear()
+        if self._own_state_dir and self.state_dir is not None:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        assert self.state_dir is not None
+        log = self.state_dir / f"{name}.log"
+        with log.open("wb") as out:
+            popen = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent, cwd=self.state_dir,
+            )
+        self.processes.append(Process(name, popen, log))
+
+    def _check_alive(self) -> None:
+        for process in self.processes:
+            code = process.popen.poll()
+            if code is not None:
+                tail = process.log.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{process.name} exited with code {code}; log tail:\n{tail}")
+
+    def _write_kubeconfig(self, certs: pki.Pki) -> None:
+        def b64(name: str) -> str:
+            return base64.b64encode(certs.path(name).read_bytes()).decode()
+
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "kopfscale-local", "cluster": {
+                "server": self.server, "certificate-authority-data": b64("ca.crt")}}],
+            "users": [{"name": "kopfscale-admin", "user": {
+                "client-certificate-data": b64("admin.crt"), "client-key-data": b64("admin.key")}}],
+            "contexts": [{"name": "kopfscale-local", "context": {
+                "cluster": "kopfscale-local", "user": "kopfscale-admin", "namespace": "default"}}],
+            "current-context": "kopfscale-local",
+        }
+        self.kubeconfig.write_text(json.dumps(config, indent=2))
+        self.kubeconfig.chmod(0o600)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        assert self.state_dir is not None
+        pki_dir = self.state_dir / "pki"
+        context = ssl.create_default_context(cafile=str(pki_dir / "ca.crt"))
+        context.load_cert_chain(str(pki_dir / "admin.crt"), str(pki_dir / "admin.key"))
+        return context
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """An admin request to the apiserver (used before any client library is involved)."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.server + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, context=self.ssl_context(), timeout=5) as resp:
+                raw = resp.read()
+                status = resp.status
+        except urllib.error.HTTPError as e:
+            raw, status = e.read(), e.code
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            return status, raw.decode(errors="replace")
+
+    def _wait(self, deadline: float, what: str, check: Any) -> None:
+        while True:
+            self._check_alive()
+            with contextlib.suppress(OSError):
+                if check():
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"local control plane: timed out waiting for {what}")
+            time.sleep(0.1)
+
+    def _wait_ready(self, deadline: float) -> None:
+        self._wait(deadline, "kube-apiserver /readyz", lambda: self.request("GET", "/readyz")[0] == 200)
+
+    def _create_node(self, name: str) -> None:
+        node = {
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {
+                "name": name,
+                "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                           "kubernetes.io/arch": "amd64", "type": "kwok"},
+            },
+            "status": {
+                "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
+                "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
+            },
+        }
+        status, body = self.request("POST", "/api/v1/nodes", node)
+        if status not in (201, 409):
+            raise RuntimeError(f"could not create node {name}: {status} {body}")
+
+    def _wait_settled(self, deadline: float) -> None:
+        def nodes_ready() -> bool:
+            status, body = self.request("GET", "/api/v1/nodes")
+            if status != 200:
+                return False
+            ready = [
+                n for n in body.get("items", [])
+                if any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
+            ]
+            return len(ready) >= self.nodes
+
+        def default_service_account() -> bool:
+            return self.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")[0] == 200
+
+        self._wait(deadline, "kwok node Ready", nodes_ready)
+        self._wait(deadline, "the default ServiceAccount (controller-manager)", default_service_account)
+
+    def env(self) -> dict[str, str]:
+        assert self.binaries is not None
+        path = os.pathsep.join([*(str(d) for d in self.binaries.bin_dirs), os.environ.get("PATH", "")])
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PATH": path}
