@@ -1,0 +1,97 @@
+"""``type: http`` — one number out of a JSON document served over HTTP (like KEDA's metrics-api scaler).
+
+``GET url`` (with optional ``headers``); the body must be JSON; ``valueLocation`` is a JSONPath
+(jsonpath-ng, extended syntax: filters like ``$.queues[?(@.name == "jobs")].depth`` work) that must
+match exactly one value, which must be a number or a numeric string.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jsonpath_ng.ext.parser import parse as parse_jsonpath
+
+from kopfscale.scaledapp.sources.base import (
+    Config,
+    Source,
+    SourceContext,
+    SourceError,
+    http_status_error,
+    http_url,
+    read_body,
+    redact_url,
+    required_str,
+    to_number,
+)
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    url: str
+    value_location: str
+    headers: dict[str, str]
+
+
+def parse_config(config: Config) -> HttpConfig:
+    raw_headers = config.get("headers") or {}
+    if not isinstance(raw_headers, Mapping):
+        raise SourceError("headers must be a mapping of header names to values")
+    headers: dict[str, str] = {}
+    for key, value in raw_headers.items():
+        if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise SourceError(f"header {key!r} must have a string value")
+        headers[key] = str(value)
+    return HttpConfig(
+        url=http_url(config, "url"),
+        value_location=required_str(config, "valueLocation"),
+        headers=headers,
+    )
+
+
+def parse_document(body: bytes) -> Any:
+    """The JSON document of a response body; :class:`SourceError` if it is not JSON."""
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        snippet = " ".join(body[:80].decode("utf-8", errors="replace").split())
+        raise SourceError(f"response is not valid JSON ({e}): {snippet!r}") from None
+
+
+def extract_value(doc: Any, value_location: str) -> float:
+    """The single number at ``value_location`` (JSONPath) in ``doc``; :class:`SourceError` otherwise."""
+    try:
+        path = parse_jsonpath(value_location)
+    except Exception as e:  # jsonpath-ng raises assorted lexer/parser errors (and sometimes plain Exception)
+        raise SourceError(f"invalid valueLocation {value_location!r}: {e}") from None
+    try:
+        matches = path.find(doc)
+    except Exception as e:  # e.g. a filter comparing incompatible types
+        raise SourceError(f"valueLocation {value_location!r} could not be evaluated: {e}") from None
+    if not matches:
+        raise SourceError(f"valueLocation {value_location!r} matched nothing in the response")
+    if len(matches) > 1:
+        raise SourceError(
+            f"valueLocation {value_location!r} matched {len(matches)} values, expected exactly one"
+        )
+    return to_number(matches[0].value, f"the value at {value_location!r}")
+
+
+def describe(config: Config) -> str:
+    url = config.get("url")
+    return f"http {redact_url(url)}" if isinstance(url, str) and url else "http"
+
+
+async def read(metric: Mapping[str, Any], config: Config, ctx: SourceContext) -> float:
+    cfg = parse_config(config)
+    headers = {"Accept": "application/json", **cfg.headers}
+    async with ctx.http.get(cfg.url, headers=headers) as response:
+        body = await read_body(response)
+        if not 200 <= response.status < 300:
+            raise http_status_error(response.status, response.reason, body)
+    return extract_value(parse_document(body), cfg.value_location)
+
+
+SOURCE = Source(describe=describe, read=read)
