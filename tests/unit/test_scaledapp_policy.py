@@ -32,14 +32,21 @@ def seconds(n: float) -> datetime.timedelta:
 
 
 def value_metric(name: str = "m", target: float = 100, type_: str = "Value", **extra: Any) -> dict[str, Any]:
-    return {"name": name, "type": "http", "http": {"url": "http://x/", "valueLocation": "$.v"},
-            "target": {"type": type_, "value": target}, **extra}
+    return {
+        "name": name,
+        "type": "http",
+        "http": {"url": "http://x/", "valueLocation": "$.v"},
+        "target": {"type": type_, "value": target},
+        **extra,
+    }
 
 
 def make(metrics: list[dict[str, Any]] | None = None, **spec: Any) -> ScaledAppSpec:
     raw: dict[str, Any] = {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-        "minReplicas": 1, "maxReplicas": 100, "metrics": metrics or [value_metric()],
+        "minReplicas": 1,
+        "maxReplicas": 100,
+        "metrics": metrics or [value_metric()],
     }
     raw.update(spec)
     return parse(raw)
@@ -51,8 +58,15 @@ def no_windows(**behavior: Any) -> dict[str, Any]:
     return {"scaleUp": up, "scaleDown": down}
 
 
-def once(spec: ScaledAppSpec, current: int, values: Mapping[str, float | str], history: History | None = None,
-         now: datetime.datetime = NOW, created: datetime.datetime | None = None) -> Decision:
+def once(
+    spec: ScaledAppSpec,
+    current: int,
+    values: Mapping[str, float | str],
+    history: History | None = None,
+    *,
+    now: datetime.datetime = NOW,
+    created: datetime.datetime | None = None,
+) -> Decision:
     readings = [R(k, error=v) if isinstance(v, str) else R(k, value=v) for k, v in values.items()]
     return decide(spec, current, readings, history or History(), now=now, created=created)
 
@@ -68,7 +82,7 @@ class Sim:
 
     def step(self, values: Mapping[str, float | str], after: float = 0) -> int:
         self.now += seconds(after)
-        d = once(self.spec, self.replicas, values, self.history, self.now, self.created)
+        d = once(self.spec, self.replicas, values, self.history, now=self.now, created=self.created)
         self.history = d.history
         if d.desired != self.replicas:
             self.history = self.history.record_scale_event(
@@ -102,14 +116,24 @@ class Sim:
     ],
 )
 def test_ratio_and_tolerance(what: str, current: int, value: float, target: float, expected: int) -> None:
-    spec = make([value_metric(target=target)], behavior=no_windows(scaleDown={
-        "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}]}))
+    spec = make(
+        [value_metric(target=target)],
+        behavior=no_windows(scaleDown={"policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}]}),
+    )
     assert once(spec, current, {"m": value}).desired == expected, what
 
 
 def test_utilization_is_a_ratio_of_the_target() -> None:
-    spec = make([{"name": "cpu", "type": "resource", "resource": {"name": "cpu"},
-                  "target": {"type": "Utilization", "value": 50}}])
+    spec = make(
+        [
+            {
+                "name": "cpu",
+                "type": "resource",
+                "resource": {"name": "cpu"},
+                "target": {"type": "Utilization", "value": 50},
+            }
+        ]
+    )
     assert once(spec, 4, {"cpu": 100}).desired == 8
 
 
@@ -124,8 +148,16 @@ def test_average_value_of_an_external_total_is_divided_by_the_per_replica_target
 
 
 def test_resource_average_value_reading_is_already_per_pod() -> None:
-    spec = make([{"name": "mem", "type": "resource", "resource": {"name": "memory"},
-                  "target": {"type": "AverageValue", "value": 100e6}}])
+    spec = make(
+        [
+            {
+                "name": "mem",
+                "type": "resource",
+                "resource": {"name": "memory"},
+                "target": {"type": "AverageValue", "value": 100e6},
+            }
+        ]
+    )
     assert once(spec, 3, {"mem": 200e6}).desired == 6
 
 
@@ -181,10 +213,14 @@ def test_scale_down_example_pods_4_and_percent_10_per_minute() -> None:
     # replicas is 72, 10% of the pods is 7.2 but the number is rounded up to 8 ... When the
     # number of replicas falls below 40 the first policy (Pods) is applied and 4 replicas will
     # be reduced at a time."
-    behavior = no_windows(scaleDown={"policies": [
-        {"type": "Pods", "value": 4, "periodSeconds": 60},
-        {"type": "Percent", "value": 10, "periodSeconds": 60},
-    ]})
+    behavior = no_windows(
+        scaleDown={
+            "policies": [
+                {"type": "Pods", "value": 4, "periodSeconds": 60},
+                {"type": "Percent", "value": 10, "periodSeconds": 60},
+            ]
+        }
+    )
     spec = make([value_metric("total", target=10, type_="AverageValue")], behavior=behavior)
     sim = Sim(spec, 80)
     to_10 = {"total": 100}  # an external total of 100 at 10 per replica: 10 replicas
@@ -197,10 +233,15 @@ def test_scale_down_example_pods_4_and_percent_10_per_minute() -> None:
 
 
 def test_select_policy_min_takes_the_smallest_change() -> None:
-    behavior = no_windows(scaleDown={"selectPolicy": "Min", "policies": [
-        {"type": "Pods", "value": 4, "periodSeconds": 60},
-        {"type": "Percent", "value": 10, "periodSeconds": 60},
-    ]})
+    behavior = no_windows(
+        scaleDown={
+            "selectPolicy": "Min",
+            "policies": [
+                {"type": "Pods", "value": 4, "periodSeconds": 60},
+                {"type": "Percent", "value": 10, "periodSeconds": 60},
+            ],
+        }
+    )
     assert once(make(behavior=behavior), 80, {"m": 1}).desired == 76
     assert once(make(behavior=behavior), 20, {"m": 1}).desired == 18
 
@@ -277,8 +318,11 @@ def test_scale_up_stabilization_uses_the_lowest_recommendation() -> None:
     ],
 )
 def test_bounds(current: int, value: float, expected: int, reason: str) -> None:
-    spec = make(minReplicas=2, maxReplicas=10, behavior=no_windows(scaleUp={
-        "policies": [{"type": "Percent", "value": 1000, "periodSeconds": 15}]}))
+    spec = make(
+        minReplicas=2,
+        maxReplicas=10,
+        behavior=no_windows(scaleUp={"policies": [{"type": "Percent", "value": 1000, "periodSeconds": 15}]}),
+    )
     d = once(spec, current, {"m": value})
     assert (d.desired, d.reason, d.limited) == (expected, reason, True)
 
@@ -314,8 +358,12 @@ def test_fallback_can_scale_down_like_keda() -> None:
 # --- scale to zero and back, in one loop --------------------------------------------------------
 def zero_spec(**extra: Any) -> ScaledAppSpec:
     metrics = [value_metric("q", target=10, type_="AverageValue", activationThreshold=5)]
-    spec: dict[str, Any] = {"minReplicas": 0, "maxReplicas": 10, "cooldownPeriod": 120,
-                            "behavior": no_windows()}
+    spec: dict[str, Any] = {
+        "minReplicas": 0,
+        "maxReplicas": 10,
+        "cooldownPeriod": 120,
+        "behavior": no_windows(),
+    }
     spec.update(extra)
     return make(metrics, **spec)
 
@@ -349,8 +397,10 @@ def test_inactive_scales_to_zero_after_the_cooldown_only() -> None:
 
 
 def test_scale_down_policies_hold_all_the_way_to_zero() -> None:
-    spec = zero_spec(cooldownPeriod=0, behavior=no_windows(scaleDown={
-        "policies": [{"type": "Percent", "value": 50, "periodSeconds": 60}]}))
+    spec = zero_spec(
+        cooldownPeriod=0,
+        behavior=no_windows(scaleDown={"policies": [{"type": "Percent", "value": 50, "periodSeconds": 60}]}),
+    )
     sim = Sim(spec, 4)
     counts = [sim.step({"q": 0}, after=61) for _ in range(4)]
     assert counts == [2, 1, 0, 0]
@@ -374,8 +424,12 @@ def test_initial_cooldown_keeps_a_new_object_off_zero() -> None:
 
 
 def test_no_scale_to_zero_while_a_metric_fails() -> None:
-    spec = make([value_metric("q", target=10, type_="AverageValue"), value_metric("b")],
-                minReplicas=0, cooldownPeriod=0, behavior=no_windows())
+    spec = make(
+        [value_metric("q", target=10, type_="AverageValue"), value_metric("b")],
+        minReplicas=0,
+        cooldownPeriod=0,
+        behavior=no_windows(),
+    )
     d = once(spec, 2, {"q": 0, "b": "timeout"})
     assert d.desired == 2 and d.active is None
 
@@ -390,9 +444,14 @@ def test_activation_is_ignored_when_min_is_at_least_one() -> None:
 
 
 def test_cron_is_a_floor() -> None:
-    metrics = [value_metric("q", target=10, type_="AverageValue"),
-               {"name": "hours", "type": "cron", "cron": {"timezone": "UTC", "start": "0 8 * * *",
-                                                         "end": "0 18 * * *", "desiredReplicas": 3}}]
+    metrics = [
+        value_metric("q", target=10, type_="AverageValue"),
+        {
+            "name": "hours",
+            "type": "cron",
+            "cron": {"timezone": "UTC", "start": "0 8 * * *", "end": "0 18 * * *", "desiredReplicas": 3},
+        },
+    ]
     spec = make(metrics, minReplicas=0, cooldownPeriod=0, behavior=no_windows())
     d = once(spec, 1, {"q": 5, "hours": 3})
     assert (d.desired, d.driver) == (3, "hours")
@@ -402,9 +461,17 @@ def test_cron_is_a_floor() -> None:
 
 
 def test_explanation_names_values_ratios_and_the_change() -> None:
-    spec = make([value_metric("rps", target=50, type_="AverageValue"),
-                 {"name": "cpu", "type": "resource", "resource": {"name": "cpu"},
-                  "target": {"type": "Utilization", "value": 70}}])
+    spec = make(
+        [
+            value_metric("rps", target=50, type_="AverageValue"),
+            {
+                "name": "cpu",
+                "type": "resource",
+                "resource": {"name": "cpu"},
+                "target": {"type": "Utilization", "value": 70},
+            },
+        ]
+    )
     d = once(spec, 2, {"rps": 400, "cpu": 35})
     assert d.explanation.startswith("rps: 400 (target AverageValue 50, ratio 4.00) -> 8; cpu: 35%")
     assert "max 8 (rps)" in d.explanation

@@ -23,14 +23,19 @@ values = st.one_of(
 
 @st.composite
 def policies(draw: st.DrawFn) -> list[dict[str, Any]]:
-    return draw(st.lists(
-        st.fixed_dictionaries({
-            "type": st.sampled_from(["Pods", "Percent"]),
-            "value": st.integers(1, 300),
-            "periodSeconds": st.integers(1, 600),
-        }),
-        min_size=1, max_size=3,
-    ))
+    return draw(
+        st.lists(
+            st.fixed_dictionaries(
+                {
+                    "type": st.sampled_from(["Pods", "Percent"]),
+                    "value": st.integers(1, 300),
+                    "periodSeconds": st.integers(1, 600),
+                }
+            ),
+            min_size=1,
+            max_size=3,
+        )
+    )
 
 
 @st.composite
@@ -39,8 +44,12 @@ def specs(draw: st.DrawFn) -> ScaledAppSpec:
     max_replicas = draw(st.integers(max(min_replicas, 1), 60))
     n = draw(st.integers(1, 3))
     metrics = [
-        value_metric(f"m{i}", target=draw(st.floats(0.5, 1000)), type_=draw(target_types),
-                     activationThreshold=draw(st.floats(0, 50)))
+        value_metric(
+            f"m{i}",
+            target=draw(st.floats(0.5, 1000)),
+            type_=draw(target_types),
+            activationThreshold=draw(st.floats(0, 50)),
+        )
         for i in range(n)
     ]
     rules = {
@@ -54,23 +63,31 @@ def specs(draw: st.DrawFn) -> ScaledAppSpec:
     }
     raw: dict[str, Any] = {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"},
-        "minReplicas": min_replicas, "maxReplicas": max_replicas, "metrics": metrics,
-        "cooldownPeriod": draw(st.integers(0, 600)), "behavior": rules,
+        "minReplicas": min_replicas,
+        "maxReplicas": max_replicas,
+        "metrics": metrics,
+        "cooldownPeriod": draw(st.integers(0, 600)),
+        "behavior": rules,
     }
     if draw(st.booleans()):
-        raw["fallback"] = {"failureThreshold": draw(st.integers(1, 4)),
-                           "replicas": draw(st.integers(min_replicas, max_replicas))}
+        raw["fallback"] = {
+            "failureThreshold": draw(st.integers(1, 4)),
+            "replicas": draw(st.integers(min_replicas, max_replicas)),
+        }
     return parse(raw)
 
 
-def run(spec: ScaledAppSpec, replicas: int, steps: list[tuple[int, list[float | str]]]
-        ) -> list[tuple[datetime.datetime, int, int]]:
+def run(
+    spec: ScaledAppSpec, replicas: int, steps: list[tuple[int, list[float | str]]]
+) -> list[tuple[datetime.datetime, int, int]]:
     """Simulate Auto mode; returns the log of (time, from, to) for every step."""
     history, now, log = History(), NOW, []
     for gap, vals in steps:
         now += datetime.timedelta(seconds=gap)
-        readings = [R(m.name, error=v) if isinstance(v, str) else R(m.name, value=v)
-                    for m, v in zip(spec.metrics, vals, strict=False)]
+        readings = [
+            R(m.name, error=v) if isinstance(v, str) else R(m.name, value=v)
+            for m, v in zip(spec.metrics, vals, strict=False)
+        ]
         d = decide(spec, replicas, readings, history, now=now, created=NOW)
         history = d.history
         if d.desired != replicas:
@@ -80,8 +97,9 @@ def run(spec: ScaledAppSpec, replicas: int, steps: list[tuple[int, list[float | 
     return log
 
 
-step_lists = st.lists(st.tuples(st.integers(1, 120), st.lists(values, min_size=3, max_size=3)),
-                      min_size=1, max_size=25)
+step_lists = st.lists(
+    st.tuples(st.integers(1, 120), st.lists(values, min_size=3, max_size=3)), min_size=1, max_size=25
+)
 
 
 @settings(max_examples=300, deadline=None)

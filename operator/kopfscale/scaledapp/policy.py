@@ -145,10 +145,17 @@ def evaluate_metric(
         failures = min(previous_failures + 1, max(spec.failure_threshold, 1))
         in_fallback = spec.fallback is not None and failures >= spec.fallback.failure_threshold
         return MetricEvaluation(
-            name=metric.name, type=metric.type, target=metric.target, value=None, error=error, ratio=None,
+            name=metric.name,
+            type=metric.type,
+            target=metric.target,
+            value=None,
+            error=error,
+            ratio=None,
             recommendation=spec.fallback.replicas if (in_fallback and spec.fallback) else None,
             active=(spec.fallback.replicas > 0) if (in_fallback and spec.fallback) else None,
-            within_tolerance=False, fallback=in_fallback, failures=failures,
+            within_tolerance=False,
+            fallback=in_fallback,
+            failures=failures,
         )
     assert value is not None
     active = value > metric.activation_threshold
@@ -170,8 +177,16 @@ def evaluate_metric(
     if within:
         recommendation = current
     return MetricEvaluation(
-        name=metric.name, type=metric.type, target=metric.target, value=value, error=None, ratio=ratio,
-        recommendation=max(recommendation, 0), active=active, within_tolerance=within, fallback=False,
+        name=metric.name,
+        type=metric.type,
+        target=metric.target,
+        value=value,
+        error=None,
+        ratio=ratio,
+        recommendation=max(recommendation, 0),
+        active=active,
+        within_tolerance=within,
+        fallback=False,
         failures=0,
     )
 
@@ -266,10 +281,22 @@ def decide(
 
     def done(desired: int, reason: str, limited: bool, stabilized: int, by_window: bool = False) -> Decision:
         decision = Decision(
-            current=current, desired=desired, recommendation=recommendation, stabilized=stabilized,
-            metrics=metrics, driver=driver, reason=reason, limited=limited, stabilized_by_window=by_window,
-            held_for_missing=held_for_missing, active=active, fallback=fallback, all_failed=not valid,
-            zero_wait_seconds=zero_wait, history=history, explanation="",
+            current=current,
+            desired=desired,
+            recommendation=recommendation,
+            stabilized=stabilized,
+            metrics=metrics,
+            driver=driver,
+            reason=reason,
+            limited=limited,
+            stabilized_by_window=by_window,
+            held_for_missing=held_for_missing,
+            active=active,
+            fallback=fallback,
+            all_failed=not valid,
+            zero_wait_seconds=zero_wait,
+            history=history,
+            explanation="",
         )
         return _with_explanation(decision, spec)
 

@@ -160,7 +160,8 @@ def _rules(raw: Mapping[str, Any] | None, default: ScalingRules, what: str) -> S
         raise SpecError(f"{what}.selectPolicy must be Max, Min or Disabled, got {select!r}")
     return ScalingRules(
         stabilization_window_seconds=_int(
-            raw.get("stabilizationWindowSeconds"), default.stabilization_window_seconds,
+            raw.get("stabilizationWindowSeconds"),
+            default.stabilization_window_seconds,
             f"{what}.stabilizationWindowSeconds",
         ),
         select_policy=select,
@@ -193,7 +194,8 @@ def _metric(raw: Mapping[str, Any]) -> MetricSpec:
         type=type_,
         target=target,
         activation_threshold=_float(
-            raw.get("activationThreshold"), DEFAULT_ACTIVATION_THRESHOLD,
+            raw.get("activationThreshold"),
+            DEFAULT_ACTIVATION_THRESHOLD,
             f"metric {name!r} activationThreshold",
         ),
         raw=raw,

@@ -1,0 +1,304 @@
+"""The ScaledApp controller: the owned Deployment, and one autoscaling loop per ScaledApp.
+
+- ``reconcile_workload`` (create/update/resume): validates the target and creates or updates the
+  Deployment a ``spec.template`` asks for. A missing target is retried with growing backoff.
+- ``autoscale`` (a kopf daemon per object): every ``pollingInterval`` seconds (re-read on each
+  round, and a spec change is picked up within a second) it reads the workload's ``/scale``,
+  reads every metric concurrently (each with its own timeout), runs the pure policy, scales the
+  workload when the decision changes its count (``mode: Auto``), emits events, and patches the
+  status only when something in it changed. Its errors never escape: a broken target shows as
+  ``Ready=False`` and is retried with backoff, a broken metric source as a Warning event and the
+  metric's ``error`` in status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import kopf
+
+from kopfscale import GROUP, VERSION
+from kopfscale.conditions import rfc3339, utcnow
+from kopfscale.scaledapp import status as st
+from kopfscale.scaledapp import workload
+from kopfscale.scaledapp.history import History, parse_time
+from kopfscale.scaledapp.policy import Decision, decide, keep_seconds
+from kopfscale.scaledapp.sources import MetricReading, SourceContext, read_metric
+from kopfscale.scaledapp.spec import MetricSpec, ScaledAppSpec, SpecError, parse
+from kopfscale.scaledapp.workload import ApiException, TargetError
+
+PLURAL = "scaledapps"
+HTTP_MEMO_KEY = "scaledapp_http"
+METRIC_DEADLINE_GRACE = 2.0  # seconds beyond a source's own timeout before the loop gives up on it
+DEFAULT_SOURCE_TIMEOUT = 3.0
+BACKOFF_MAX = 60.0  # seconds between retries of an unusable target
+INVALID_SPEC_RETRY = 30.0
+WAKE_CHECK = 1.0  # seconds: how often a sleeping loop checks for a spec change
+
+
+def initial_replicas(spec: ScaledAppSpec) -> int:
+    """The owned Deployment starts at minReplicas, but at 1 when that is 0 (zero comes by cooldown)."""
+    return max(spec.min_replicas, 1)
+
+
+# --- the shared HTTP session of the metric sources ----------------------------------------------------
+@kopf.on.startup()
+async def open_http_session(memo: kopf.Memo, **_: Any) -> None:
+    memo[HTTP_MEMO_KEY] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+
+
+@kopf.on.cleanup()
+async def close_http_session(memo: kopf.Memo, **_: Any) -> None:
+    session = memo.get(HTTP_MEMO_KEY)
+    if session is not None:
+        await session.close()
+
+
+# --- the workload ---------------------------------------------------------------------------------------
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def reconcile_workload(
+    *,
+    body: kopf.Body,
+    spec: kopf.Spec,
+    name: str,
+    namespace: str | None,
+    uid: str,
+    retry: int,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    assert namespace is not None  # the CRD is namespaced
+    try:
+        parsed = parse(spec)
+    except SpecError as e:
+        raise kopf.PermanentError(f"invalid spec: {e}") from e
+    try:
+        if parsed.template is not None:
+            manifest = workload.deployment_manifest(
+                name, namespace, parsed.template, initial_replicas(parsed)
+            )
+            kopf.append_owner_reference(manifest, owner=body)
+            action = workload.ensure_deployment(manifest, uid)
+            if action != "unchanged":
+                kopf.info(
+                    body, reason=f"Deployment{action.capitalize()}", message=f"Deployment/{name} {action}"
+                )
+                logger.info(f"Deployment/{name} {action}")
+        else:
+            target = workload.target_of(parsed, name, namespace)
+            workload.read_scale(target)
+    except TargetError as e:
+        raise kopf.TemporaryError(f"{e.reason}: {e.message}", delay=min(2.0**retry, BACKOFF_MAX)) from e
+
+
+# --- the autoscaling loop ------------------------------------------------------------------------------
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
+async def autoscale(
+    body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, logger: kopf.Logger, **_: Any
+) -> None:
+    loop = Autoscaler(body, memo.get(HTTP_MEMO_KEY), logger)
+    try:
+        await _run(loop, body, stopped, logger)
+    finally:
+        await loop.close()
+
+
+async def _run(loop: Autoscaler, body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger) -> None:
+    clock = asyncio.get_running_loop()
+    while not stopped:
+        started = clock.time()
+        generation = body.meta.get("generation")
+        try:
+            delay = await loop.tick()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # never let one bad round kill the loop; back off instead
+            logger.exception(f"Autoscaling round failed: {e}")
+            delay = loop.backoff()
+        deadline = started + delay
+        while not stopped:
+            remaining = deadline - clock.time()
+            if remaining <= 0 or body.meta.get("generation") != generation:
+                break
+            await stopped.wait(min(remaining, WAKE_CHECK))
+
+
+class Autoscaler:
+    """The state of one ScaledApp's loop, kept between rounds (and in status across restarts)."""
+
+    def __init__(
+        self, body: kopf.Body, http: aiohttp.ClientSession | None, logger: kopf.Logger | logging.Logger
+    ) -> None:
+        self.body = body
+        self.http = http
+        self.logger = logger
+        previous = body.get("status") or {}
+        self.history = History.from_status(previous.get("history"), utcnow())
+        self.last_scale_time: str | None = previous.get("lastScaleTime")
+        self.written: dict[str, Any] | None = None  # the status as we last wrote it
+        self.errors: dict[str, str] = {
+            m["name"]: m["error"] for m in previous.get("metrics") or [] if m.get("error")
+        }
+        self.observed_desired: int | None = None
+        self.failed_rounds = 0
+        self.own_http: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self.own_http is not None:
+            await self.own_http.close()
+
+    @property
+    def name(self) -> str:
+        return str(self.body.meta["name"])
+
+    @property
+    def namespace(self) -> str:
+        return str(self.body.meta["namespace"])
+
+    def backoff(self) -> float:
+        self.failed_rounds += 1
+        return float(min(2 ** (self.failed_rounds - 1), BACKOFF_MAX))
+
+    async def tick(self) -> float:
+        now = utcnow()
+        generation = self.body.meta.get("generation")
+        try:
+            spec = parse(self.body.get("spec") or {})
+        except SpecError as e:
+            await self.write(
+                now, generation, [st.ready_condition(False, "InvalidSpec", str(e), generation, now)], {}
+            )
+            return INVALID_SPEC_RETRY
+        try:
+            target = await asyncio.to_thread(workload.target_of, spec, self.name, self.namespace)
+            scale = await asyncio.to_thread(workload.read_scale, target)
+        except TargetError as e:
+            await self.not_ready(now, generation, e.reason, e.message)
+            return self.backoff()
+        except ApiException as e:
+            await self.not_ready(
+                now, generation, "ApiError", f"reading the workload failed: {e.status} {e.reason}"
+            )
+            return self.backoff()
+
+        if self.http is None:  # only when the startup handler did not run (e.g. a bare test harness)
+            self.http = self.own_http = aiohttp.ClientSession()
+        ctx = SourceContext(namespace=self.namespace, pod_selector=scale.selector, now=utcnow, http=self.http)
+        readings = await asyncio.gather(*(self.read(m, ctx) for m in spec.metrics))
+        created = parse_time(self.body.meta.get("creationTimestamp"))
+        decision = decide(spec, scale.replicas, readings, self.history, now=now, created=created)
+        history = decision.history
+        replicas = scale.replicas
+        if spec.mode == "Auto" and decision.desired != replicas:
+            try:
+                await asyncio.to_thread(workload.patch_scale, target, decision.desired)
+            except (TargetError, ApiException) as e:
+                message = e.message if isinstance(e, TargetError) else f"{e.status} {e.reason}"
+                kopf.warn(
+                    self.body,
+                    reason="ScaleFailed",
+                    message=f"scaling {target} to {decision.desired}: {message}",
+                )
+                self.history = history
+                await self.not_ready(now, generation, "ScaleFailed", f"scaling {target} failed: {message}")
+                return self.backoff()
+            history = history.record_scale_event(now, decision.desired - replicas, keep_seconds(spec)[1])
+            self.last_scale_time = rfc3339(now)
+            self.announce(decision, str(target), "ScaledUp", "ScaledDown")
+            replicas = decision.desired
+        elif spec.mode == "Observe" and decision.desired not in (replicas, self.observed_desired):
+            self.announce(decision, str(target), "WouldScaleUp", "WouldScaleDown")
+        self.observed_desired = decision.desired if decision.desired != replicas else None
+        self.history = history
+        self.failed_rounds = 0
+        self.report_errors(decision)
+
+        mode = "observing (mode: Observe, never scaling)" if spec.mode == "Observe" else "scaling"
+        ready = st.ready_condition(
+            True, "TargetScalable", f"{mode} {target} every {spec.polling_interval}s", generation, now
+        )
+        fields = {
+            "target": str(target),
+            "selector": scale.selector,
+            "replicas": replicas,
+            "desiredReplicas": decision.desired,
+            "lastScaleTime": self.last_scale_time,
+            "metrics": [st.metric_status(m) for m in decision.metrics],
+            "lastDecision": st.decision_status(decision),
+            "history": history.to_status(),
+        }
+        await self.write(
+            now, generation, [ready, *st.decision_conditions(decision, spec, generation, now)], fields
+        )
+        return float(spec.polling_interval)
+
+    async def read(self, metric: MetricSpec, ctx: SourceContext) -> MetricReading:
+        config = metric.raw.get(metric.type)
+        timeout = DEFAULT_SOURCE_TIMEOUT
+        if isinstance(config, Mapping) and isinstance(config.get("timeout"), int | float):
+            timeout = float(config["timeout"])
+        try:
+            return await asyncio.wait_for(read_metric(metric.raw, ctx), timeout + METRIC_DEADLINE_GRACE)
+        except TimeoutError:
+            return MetricReading(name=metric.name, error=f"{metric.type}: no answer within {timeout:g}s")
+
+    def announce(self, d: Decision, target: str, up: str, down: str) -> None:
+        reason = up if d.desired > d.current else down
+        driver = f" driven by {d.driver}" if d.driver else ""
+        message = f"{target} {d.current} -> {d.desired}{driver}: {d.explanation}"
+        kopf.info(self.body, reason=reason, message=message[:1000])
+        self.logger.info(f"{reason}: {message}")
+
+    def report_errors(self, d: Decision) -> None:
+        """A Warning event when a source starts failing (or fails differently); Normal when it is back."""
+        for m in d.metrics:
+            previous = self.errors.get(m.name)
+            if m.error is not None and m.error != previous:
+                kopf.warn(self.body, reason="MetricFailed", message=f"metric {m.name}: {m.error}"[:1000])
+                self.errors[m.name] = m.error
+            elif m.error is None and previous is not None:
+                kopf.info(self.body, reason="MetricRecovered", message=f"metric {m.name} is readable again")
+                del self.errors[m.name]
+
+    async def not_ready(
+        self, now: datetime.datetime, generation: int | None, reason: str, message: str
+    ) -> None:
+        if (self.current_status().get("conditions") or []) == [] or self._ready_changed(reason, message):
+            self.logger.warning(f"Not ready: {reason}: {message}")
+        await self.write(now, generation, [st.ready_condition(False, reason, message, generation, now)], {})
+
+    def _ready_changed(self, reason: str, message: str) -> bool:
+        for c in self.current_status().get("conditions") or []:
+            if c.get("type") == st.READY:
+                return bool(c.get("reason") != reason or c.get("message") != message)
+        return True
+
+    def current_status(self) -> dict[str, Any]:
+        return self.written if self.written is not None else dict(self.body.get("status") or {})
+
+    async def write(
+        self,
+        now: datetime.datetime,
+        generation: int | None,
+        conditions: list[dict[str, Any]],
+        fields: Mapping[str, Any],
+    ) -> None:
+        previous = self.current_status()
+        new = st.compose(previous, generation=generation, now=now, conditions=conditions, fields=fields)
+        if not st.changed(previous, new):
+            return
+        patch = st.to_patch(previous, new)
+        try:
+            await asyncio.to_thread(workload.patch_status, self.name, self.namespace, patch)
+        except ApiException as e:
+            if e.status == 404:  # deleted meanwhile; the daemon is being stopped
+                return
+            raise
+        self.written = new
