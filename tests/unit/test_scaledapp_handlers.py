@@ -1,0 +1,156 @@
+"""One autoscaling round of the controller, with the API and the metric sources faked."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+import pytest
+
+from kopfscale.scaledapp import handlers, workload
+from kopfscale.scaledapp.sources import MetricReading, SourceContext
+from kopfscale.scaledapp.workload import ScaleState, ScaleTarget, TargetError
+
+
+class Fake:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.replicas = 1
+        self.values: dict[str, float | str] = {"load": 5}
+        self.target_error: TargetError | None = None
+        self.scaled: list[int] = []
+        self.status_patches: list[dict[str, Any]] = []
+        self.events: list[tuple[str, str, str]] = []
+        target = ScaleTarget("apps", "v1", "deployments", "Deployment", "web", "ns")
+
+        def target_of(*_: Any) -> ScaleTarget:
+            if self.target_error:
+                raise self.target_error
+            return target
+
+        def patch_scale(_: ScaleTarget, n: int) -> ScaleState:
+            self.scaled.append(n)
+            self.replicas = n
+            return ScaleState(n, n, "app=web")
+
+        async def read_metric(spec: Mapping[str, Any], ctx: SourceContext) -> MetricReading:
+            value = self.values[spec["name"]]
+            return (
+                MetricReading(spec["name"], error=value)
+                if isinstance(value, str)
+                else MetricReading(spec["name"], value)
+            )
+
+        monkeypatch.setattr(workload, "target_of", target_of)
+        monkeypatch.setattr(
+            workload, "read_scale", lambda _: ScaleState(self.replicas, self.replicas, "app=web")
+        )
+        monkeypatch.setattr(workload, "patch_scale", patch_scale)
+        monkeypatch.setattr(
+            workload, "patch_status", lambda name, ns, patch: self.status_patches.append(patch)
+        )
+        monkeypatch.setattr(handlers, "read_metric", read_metric)
+        monkeypatch.setattr(
+            kopf, "info", lambda body, reason, message: self.events.append(("Normal", reason, message))
+        )
+        monkeypatch.setattr(
+            kopf, "warn", lambda body, reason, message: self.events.append(("Warning", reason, message))
+        )
+
+
+def body(**spec: Any) -> kopf.Body:
+    raw = {
+        "apiVersion": "kopfscale.dev/v1",
+        "kind": "ScaledApp",
+        "metadata": {
+            "name": "web",
+            "namespace": "ns",
+            "generation": 1,
+            "creationTimestamp": "2020-01-01T00:00:00Z",
+        },
+        "spec": {
+            "template": {"spec": {"containers": [{"name": "a", "image": "b"}]}},
+            "minReplicas": 1,
+            "maxReplicas": 10,
+            "pollingInterval": 1,
+            "metrics": [
+                {
+                    "name": "load",
+                    "type": "http",
+                    "http": {"url": "http://x/", "valueLocation": "$.v"},
+                    "target": {"type": "AverageValue", "value": 10},
+                }
+            ],
+            **spec,
+        },
+    }
+    return kopf.Body(raw)
+
+
+def tick(loop: handlers.Autoscaler) -> float:
+    return asyncio.run(loop.tick())
+
+
+def test_a_round_scales_reports_and_only_writes_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = Fake(monkeypatch)
+    loop = handlers.Autoscaler(body(), http=object(), logger=logging.getLogger("test"))  # type: ignore[arg-type]
+    assert tick(loop) == 1.0
+    assert fake.scaled == [] and len(fake.status_patches) == 1
+    status = (
+        fake.status_patches[0]["status"] if "status" in fake.status_patches[0] else fake.status_patches[0]
+    )
+    assert status["replicas"] == 1 and status["target"] == "Deployment/web"
+    assert {c["type"] for c in status["conditions"]} == {
+        "Ready",
+        "Active",
+        "ScalingLimited",
+        "Fallback",
+        "Paused",
+    }
+
+    tick(loop)
+    assert len(fake.status_patches) == 1, "an unchanged round must not patch the status"
+
+    fake.values["load"] = 35
+    tick(loop)
+    assert fake.scaled == [4]
+    assert fake.events[-1][:2] == ("Normal", "ScaledUp") and "driven by load" in fake.events[-1][2]
+    patch = fake.status_patches[-1]
+    assert patch["replicas"] == 4 and patch["desiredReplicas"] == 4 and "lastScaleTime" in patch
+
+    fake.values["load"] = "HTTP 503"
+    tick(loop)
+    tick(loop)
+    warnings = [e for e in fake.events if e[0] == "Warning"]
+    assert len(warnings) == 1 and "HTTP 503" in warnings[0][2]
+    assert fake.scaled == [4]  # held
+    fake.values["load"] = 35
+    tick(loop)
+    assert fake.events[-1][1] == "MetricRecovered"
+
+
+def test_an_unusable_target_is_not_ready_and_backs_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = Fake(monkeypatch)
+    fake.target_error = TargetError("TargetNotFound", "Deployment/web does not exist in namespace ns")
+    loop = handlers.Autoscaler(body(), http=object(), logger=logging.getLogger("test"))  # type: ignore[arg-type]
+    assert [tick(loop) for _ in range(4)] == [1.0, 2.0, 4.0, 8.0]
+    ready = next(c for c in fake.status_patches[0]["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "TargetNotFound")
+    assert len(fake.status_patches) == 1
+    fake.target_error = None
+    assert tick(loop) == 1.0
+    ready = next(c for c in fake.status_patches[-1]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True"
+
+
+def test_observe_mode_never_scales_but_tells(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = Fake(monkeypatch)
+    fake.values["load"] = 50
+    loop = handlers.Autoscaler(body(mode="Observe"), http=object(), logger=logging.getLogger("test"))  # type: ignore[arg-type]
+    tick(loop)
+    tick(loop)
+    assert fake.scaled == []
+    assert [e[1] for e in fake.events] == ["WouldScaleUp"]
+    assert fake.status_patches[0]["desiredReplicas"] == 5 and fake.status_patches[0]["replicas"] == 1
