@@ -1,0 +1,163 @@
+"""kopf handlers for Greeters and their children.
+
+Every handler does the same level-based thing, :func:`reconcile_greeter`: read the Greeter,
+make the children match it (writing only what differs), recompute the status (writing it only
+if it changed). What differs between handlers is only *why* they run:
+
+* create/update/resume of a Greeter: its spec changed, or the operator (re)started;
+* any event of a labelled child Deployment/Service: someone edited or deleted it (drift), or
+  its status moved (Pods became ready) — so drift is repaired within seconds, without a resync;
+* a slow timer per Greeter: a safety net for what the events cannot show (a child whose labels
+  were stripped, a drift repair that failed after its retries).
+
+Sync handlers on purpose: kopf runs them in its thread pool, and the official client is sync.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from typing import Any, cast
+
+import kopf
+
+from kopfscale import GROUP, VERSION, settings
+from kopfscale.greeter import manifests, reconcile
+
+PLURAL = reconcile.PLURAL
+#: The API the handlers use; tests may replace it with a fake that counts writes.
+api: reconcile.Api = reconcile.KubeApi()
+
+# One reconciliation per Greeter at a time in this process: a Greeter's own handler and its
+# children's drift handlers would otherwise race each other into needless write conflicts.
+_locks: weakref.WeakValueDictionary[str, threading.Lock] = weakref.WeakValueDictionary()
+_locks_guard = threading.Lock()
+
+
+def _lock_for(uid: str) -> threading.Lock:
+    with _locks_guard:
+        lock = _locks.get(uid)
+        if lock is None:
+            lock = _locks[uid] = threading.Lock()
+        return lock
+
+
+def backoff(retry: int) -> float:
+    """Seconds before the next attempt: 1, 2, 4, ... capped at a minute."""
+    return float(min(60, 2 ** min(retry, 6)))
+
+
+def _event_target(greeter: Mapping[str, Any]) -> kopf.Body:
+    """kopf posts events about a body; the Greeter may come from kopf or from our own read."""
+    return greeter if isinstance(greeter, kopf.Body) else kopf.Body(cast(kopf.RawBody, dict(greeter)))
+
+
+def _event_reason(action: reconcile.Action, drift: bool) -> str:
+    if drift:
+        return "DriftRestored"
+    return "Created" if action.verb == "created" else "Updated"
+
+
+def reconcile_greeter(
+    greeter: Mapping[str, Any], logger: logging.Logger | logging.LoggerAdapter[Any], *, warn: bool = True
+) -> reconcile.Result:
+    """Make the children and status match ``greeter``; report failures, then re-raise them."""
+    meta = greeter["metadata"]
+    config = settings.load()
+    # The spec was already fully applied once: any difference now is someone else's change.
+    drift = (greeter.get("status") or {}).get("observedGeneration") == meta.get("generation")
+    with _lock_for(meta["uid"]):
+        try:
+            result = reconcile.ensure_children(api, greeter, config)
+        except reconcile.ChildTerminating:
+            reconcile.sync_status(api, greeter, config)
+            raise
+        except reconcile.ReconcileError as e:
+            logger.warning(f"Greeter {meta['name']} is not reconciled: {e}")
+            try:
+                reconcile.sync_status(api, greeter, config, failure=e.failure())
+            except reconcile.ReconcileError as status_error:
+                logger.warning(f"could not report the failure in status: {status_error}")
+            if warn:
+                kopf.warn(_event_target(greeter), reason=e.reason, message=str(e))
+            raise
+        for action in result.actions:
+            reason = _event_reason(action, drift)
+            message = action.describe()
+            if drift:
+                message += " (it had been changed or deleted outside the Greeter)"
+            kopf.info(_event_target(greeter), reason=reason, message=message[0].upper() + message[1:])
+        reconcile.sync_status(
+            api, greeter, config, deployment=result.deployment, service=result.service, known_children=True
+        )
+        return result
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+def reconcile_children(body: kopf.Body, retry: int, logger: kopf.Logger, **_: Any) -> None:
+    """The Greeter changed (or we restarted): converge, retrying failures with backoff."""
+    try:
+        reconcile_greeter(body, logger)
+    except reconcile.ChildTerminating as e:
+        raise kopf.TemporaryError(str(e), delay=1) from e
+    except reconcile.ReconcileError as e:
+        raise kopf.TemporaryError(str(e), delay=backoff(retry)) from e
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=60, initial_delay=60)
+def resync(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    """Safety net: reconcile now and then; when everything matches, nothing is written."""
+    try:
+        reconcile_greeter(body, logger, warn=False)
+    except reconcile.ReconcileError as e:
+        logger.debug(f"resync of {body.metadata.name} deferred: {e}")
+
+
+DRIFT_ATTEMPTS = 4
+
+
+def _owning_greeter(child: Mapping[str, Any]) -> tuple[str, str] | None:
+    ref = manifests.controller_of(child)
+    if ref is None or ref.get("kind") != manifests.KIND:
+        return None
+    if str(ref.get("apiVersion", "")).split("/")[0] != GROUP:
+        return None
+    return str(ref["name"]), str(ref["uid"])
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=dict(manifests.CHILD_SELECTOR_LABELS))
+@kopf.on.event("", "v1", "services", labels=dict(manifests.CHILD_SELECTOR_LABELS))
+def child_changed(body: kopf.Body, type: str | None, logger: kopf.Logger, **_: Any) -> None:
+    """A child was added, changed or deleted: repair drift now and refresh the owner's status.
+
+    Event handlers are not retried by kopf, so transient failures are retried here briefly;
+    the Greeter's own handlers and the timer catch what is left.
+    """
+    owner = _owning_greeter(body)
+    if owner is None:
+        return
+    name, uid = owner
+    namespace = body.metadata.namespace
+    if namespace is None:
+        return
+    for attempt in range(DRIFT_ATTEMPTS):
+        greeter = api.get_greeter(namespace, name)
+        if greeter is None or greeter["metadata"].get("uid") != uid:
+            return  # The owner is gone: garbage collection takes the child; nothing to restore.
+        if greeter["metadata"].get("deletionTimestamp"):
+            return
+        try:
+            reconcile_greeter(greeter, logger, warn=attempt == DRIFT_ATTEMPTS - 1)
+            return
+        except reconcile.ChildTerminating:
+            return  # Its DELETED event follows; the child is recreated then.
+        except reconcile.ReconcileError as e:
+            if attempt == DRIFT_ATTEMPTS - 1:
+                logger.warning(f"could not repair {body.get('kind')} {body.metadata.name} ({type}): {e}")
+                return
+            time.sleep(backoff(attempt))

@@ -1,0 +1,322 @@
+"""Reconciliation against an in-memory apiserver that counts writes.
+
+The fake keeps what matters for the controller's promises: server-side defaults (so "matches"
+must tolerate them), resourceVersion preconditions (so stale writes fail), AlreadyExists, and
+JSON merge patch semantics (nulls delete, lists replace).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import kopf
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from kopfscale.greeter import handlers, reconcile
+from kopfscale.greeter import manifests as m
+from kopfscale.greeter import status as s
+from kopfscale.settings import OperatorSettings
+
+SETTINGS = OperatorSettings(greeter_image="example.org/kopfscale:1", cluster_domain="cluster.local")
+Body = dict[str, Any]
+
+
+def merge(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch; nulls inside replaced lists decode to absent fields, as in Go."""
+    if not isinstance(patch, dict):
+        return m.prune_nones(copy.deepcopy(patch))
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge(result.get(key), value)
+    return result
+
+
+class FakeApi:
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], Body] = {}
+        self.writes: list[tuple[str, str, str]] = []
+        self.fail_next: list[ApiException] = []
+        self._rv = itertools.count(100)
+
+    def _stamp(self, obj: Body) -> Body:
+        obj["metadata"]["resourceVersion"] = str(next(self._rv))
+        return obj
+
+    def _maybe_fail(self) -> None:
+        if self.fail_next:
+            raise self.fail_next.pop(0)
+
+    @staticmethod
+    def _default(obj: Body) -> Body:
+        if obj.get("kind") == "Deployment":
+            for c in obj["spec"]["template"]["spec"]["containers"]:
+                c.setdefault("resources", {})
+                c.setdefault("imagePullPolicy", "IfNotPresent")
+            obj["spec"].setdefault("strategy", {"type": "RollingUpdate"})
+        elif obj.get("kind") == "Service":
+            obj["spec"].setdefault("clusterIP", "10.0.0.1")
+        return obj
+
+    def put(self, kind: str, body: Body) -> Body:
+        meta = body["metadata"]
+        body = copy.deepcopy(body)
+        body.setdefault("kind", kind)
+        body["metadata"].setdefault("uid", f"uid-{meta['name']}-{kind}")
+        body["metadata"].setdefault("generation", 1)
+        self.objects[(kind, meta["namespace"], meta["name"])] = self._stamp(self._default(body))
+        return copy.deepcopy(body)
+
+    def get_child(self, kind: str, namespace: str, name: str) -> Body | None:
+        found = self.objects.get((kind, namespace, name))
+        return copy.deepcopy(found) if found else None
+
+    def create_child(self, kind: str, namespace: str, body: Body) -> Body:
+        self._maybe_fail()
+        if (kind, namespace, body["metadata"]["name"]) in self.objects:
+            raise ApiException(status=409, reason="AlreadyExists")
+        self.writes.append(("create", kind, body["metadata"]["name"]))
+        return self.put(kind, body)
+
+    def patch_child(self, kind: str, namespace: str, name: str, patch: Body) -> Body:
+        self._maybe_fail()
+        key = (kind, namespace, name)
+        live = self.objects.get(key)
+        if live is None:
+            raise ApiException(status=404, reason="NotFound")
+        if patch["metadata"].get("resourceVersion") not in (None, live["metadata"]["resourceVersion"]):
+            raise ApiException(status=409, reason="Conflict")
+        self.writes.append(("patch", kind, name))
+        new = self._default(
+            merge(live, {**patch, "metadata": {**patch["metadata"], "resourceVersion": None}})
+        )
+        if new["spec"] != live["spec"]:
+            new["metadata"]["generation"] += 1
+        self.objects[key] = self._stamp(new)
+        return copy.deepcopy(new)
+
+    def get_greeter(self, namespace: str, name: str) -> Body | None:
+        return self.get_child("Greeter", namespace, name)
+
+    def patch_greeter_status(self, namespace: str, name: str, patch: Body) -> Body:
+        key = ("Greeter", namespace, name)
+        live = self.objects[key]
+        if patch["metadata"].get("resourceVersion") not in (None, live["metadata"]["resourceVersion"]):
+            raise ApiException(status=409, reason="Conflict")
+        self.writes.append(("status", "Greeter", name))
+        live["status"] = copy.deepcopy(patch["status"])
+        self._stamp(live)
+        return copy.deepcopy(live)
+
+    def writes_to(self, kind: str) -> list[tuple[str, str, str]]:
+        return [w for w in self.writes if w[1] == kind]
+
+
+@pytest.fixture()
+def api() -> FakeApi:
+    return FakeApi()
+
+
+def new_greeter(api: FakeApi, **spec: Any) -> Body:
+    body = {
+        "apiVersion": "kopfscale.dev/v1",
+        "kind": "Greeter",
+        "metadata": {"name": "hello", "namespace": "ns", "uid": "greeter-uid", "generation": 1},
+        "spec": {"message": "Hello", "replicas": 1, "port": 8080, "serviceType": "ClusterIP", **spec},
+    }
+    return api.put("Greeter", body)
+
+
+def converge(api: FakeApi, greeter: Body) -> reconcile.Result:
+    result = reconcile.ensure_children(api, greeter, SETTINGS)
+    reconcile.sync_status(
+        api, greeter, SETTINGS, deployment=result.deployment, service=result.service, known_children=True
+    )
+    return result
+
+
+def test_creates_owned_children_then_writes_nothing(api: FakeApi) -> None:
+    greeter = new_greeter(api)
+    result = converge(api, greeter)
+    assert [a.verb for a in result.actions] == ["created", "created"]
+    for kind in ("Deployment", "Service"):
+        child = api.get_child(kind, "ns", "hello")
+        assert child is not None and m.is_controlled_by(child, "greeter-uid")
+    assert ("status", "Greeter", "hello") in api.writes
+
+    api.writes.clear()
+    for _ in range(3):  # resume, re-run, timer: level-based, nothing to do
+        greeter = api.get_greeter("ns", "hello")
+        assert greeter is not None
+        assert converge(api, greeter).actions == []
+    assert api.writes == []
+
+
+def test_message_change_patches_only_the_deployment(api: FakeApi) -> None:
+    converge(api, new_greeter(api))
+    greeter = api.get_greeter("ns", "hello")
+    assert greeter is not None
+    greeter["spec"]["message"] = "Bonjour"
+    greeter["metadata"]["generation"] = 2
+    api.objects[("Greeter", "ns", "hello")] = copy.deepcopy(greeter)
+    api.writes.clear()
+    result = converge(api, greeter)
+    assert [(a.kind, a.verb) for a in result.actions] == [("Deployment", "updated")]
+    assert api.writes_to("Deployment") == [("patch", "Deployment", "hello")]
+    assert api.writes_to("Service") == []
+    deployment = api.get_child("Deployment", "ns", "hello")
+    assert deployment is not None
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "GREETER_MESSAGE", "value": "Bonjour"} in container["env"]
+
+
+def test_removing_resources_removes_them(api: FakeApi) -> None:
+    greeter = new_greeter(api, resources={"limits": {"cpu": "1"}})
+    converge(api, greeter)
+    del greeter["spec"]["resources"]
+    converge(api, greeter)
+    deployment = api.get_child("Deployment", "ns", "hello")
+    assert deployment is not None
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"] == {}
+    api.writes.clear()
+    assert converge(api, greeter).actions == []
+
+
+def test_foreign_child_is_never_touched(api: FakeApi) -> None:
+    greeter = new_greeter(api)
+    api.put(
+        "Service",
+        {
+            "metadata": {"name": "hello", "namespace": "ns", "labels": {"mine": "yes"}},
+            "spec": {"ports": [{"port": 1}]},
+        },
+    )
+    before = api.get_child("Service", "ns", "hello")
+    with pytest.raises(reconcile.ChildConflict, match="not ours"):
+        reconcile.ensure_children(api, greeter, SETTINGS)
+    assert api.get_child("Service", "ns", "hello") == before
+    assert api.writes_to("Service") == []
+
+
+def test_stale_write_is_retried_against_fresh_state(api: FakeApi) -> None:
+    greeter = new_greeter(api)
+    converge(api, greeter)
+    live = api.objects[("Deployment", "ns", "hello")]
+    live["spec"]["replicas"] = 9
+    api.fail_next.append(ApiException(status=409, reason="Conflict"))
+    result = converge(api, greeter)
+    assert [(a.kind, a.verb, a.fields) for a in result.actions] == [
+        ("Deployment", "updated", ("spec.replicas",))
+    ]
+    assert api.objects[("Deployment", "ns", "hello")]["spec"]["replicas"] == 1
+
+
+def test_lost_race_on_create_adopts_nothing_foreign(api: FakeApi) -> None:
+    greeter = new_greeter(api)
+
+    original = api.create_child
+
+    def racing_create(kind: str, namespace: str, body: Body) -> Body:
+        if kind == "Deployment":
+            api.put(
+                "Deployment",
+                {
+                    **copy.deepcopy(body),
+                    "metadata": {**body["metadata"], "ownerReferences": [], "labels": {}},
+                },
+            )
+            raise ApiException(status=409, reason="AlreadyExists")
+        return original(kind, namespace, body)
+
+    api.create_child = racing_create  # type: ignore[method-assign]
+    with pytest.raises(reconcile.ChildConflict):
+        reconcile.ensure_children(api, greeter, SETTINGS)
+
+
+def test_api_errors_become_failures_with_reasons(api: FakeApi) -> None:
+    greeter = new_greeter(api)
+    api.fail_next.append(ApiException(status=500, reason="Internal"))
+    with pytest.raises(reconcile.ApiError) as info:
+        reconcile.ensure_children(api, greeter, SETTINGS)
+    assert info.value.failure().reason == "ApiServerError"
+    reconcile.sync_status(api, greeter, SETTINGS, failure=info.value.failure())
+    stored = api.get_greeter("ns", "hello")
+    assert stored is not None and not s.is_ready(stored["status"])
+
+
+class Events:
+    def __init__(self) -> None:
+        self.posted: list[tuple[str, str, str]] = []
+
+    def info(self, body: Any, *, reason: str, message: str) -> None:
+        self.posted.append(("Normal", reason, message))
+
+    def warn(self, body: Any, *, reason: str, message: str) -> None:
+        self.posted.append(("Warning", reason, message))
+
+
+@pytest.fixture()
+def events(api: FakeApi, monkeypatch: pytest.MonkeyPatch) -> Iterator[Events]:
+    recorder = Events()
+    monkeypatch.setattr(handlers, "api", api)
+    monkeypatch.setattr(kopf, "info", recorder.info)
+    monkeypatch.setattr(kopf, "warn", recorder.warn)
+    monkeypatch.setenv("KOPFSCALE_GREETER_IMAGE", SETTINGS.greeter_image)
+    yield recorder
+
+
+def fresh(api: FakeApi) -> Body:
+    greeter = api.get_greeter("ns", "hello")
+    assert greeter is not None
+    return greeter
+
+
+def test_handler_events_created_then_drift_then_updated(api: FakeApi, events: Events) -> None:
+    logger = logging.getLogger("test")
+    new_greeter(api)
+    handlers.reconcile_greeter(fresh(api), logger)
+    assert [e[:2] for e in events.posted] == [("Normal", "Created"), ("Normal", "Created")]
+    assert fresh(api)["status"]["observedGeneration"] == 1
+
+    events.posted.clear()
+    del api.objects[("Service", "ns", "hello")]
+    handlers.reconcile_greeter(fresh(api), logger)
+    assert [e[:2] for e in events.posted] == [("Normal", "DriftRestored")]
+
+    events.posted.clear()
+    greeter = fresh(api)
+    greeter["spec"]["replicas"] = 3
+    greeter["metadata"]["generation"] = 2
+    api.objects[("Greeter", "ns", "hello")] = copy.deepcopy(greeter)
+    handlers.reconcile_greeter(fresh(api), logger)
+    assert [e[:2] for e in events.posted] == [("Normal", "Updated")]
+    assert "spec.replicas" in events.posted[0][2]
+
+
+def test_handler_failure_is_a_warning_a_condition_and_a_temporary_error(api: FakeApi, events: Events) -> None:
+    new_greeter(api)
+    api.put(
+        "Deployment",
+        {
+            "metadata": {"name": "hello", "namespace": "ns"},
+            "spec": {"template": {"spec": {"containers": []}}},
+        },
+    )
+    with pytest.raises(kopf.TemporaryError) as info:
+        handlers.reconcile_children(body=fresh(api), retry=3, logger=logging.getLogger("test"))
+    assert info.value.delay == 8
+    assert [e[:2] for e in events.posted] == [("Warning", "ChildConflict")]
+    ready = next(c for c in fresh(api)["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "ChildConflict")
+    assert api.writes_to("Deployment") == []
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    assert [handlers.backoff(r) for r in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
