@@ -26,12 +26,12 @@ def spec(server: str, query: str, **extra: Any) -> dict[str, Any]:
 def test_reads_the_gauge_once_scraped(prometheus: Prometheus) -> None:
     prometheus.exporter.set("kopfscale_test_requests", 42, case="answer")
     query = 'kopfscale_test_requests{case="answer"}'
-    reading = wait_for(
-        lambda: (r := read_once(spec(prometheus.url, query))).value == 42 and r,
+    wait_for(
+        lambda: read_once(spec(prometheus.url, query)).value == 42,
         timeout=SCRAPED_WITHIN,
         what="Prometheus to scrape the gauge",
     )
-    assert reading == MetricReading(name="rps", value=42.0)
+    assert read_once(spec(prometheus.url, query)) == MetricReading(name="rps", value=42.0)
 
     prometheus.exporter.set("kopfscale_test_requests", 43.5, case="answer")
     wait_for(
@@ -43,11 +43,13 @@ def test_two_series_are_an_error_until_aggregated(prometheus: Prometheus) -> Non
     prometheus.exporter.set("kopfscale_test_requests", 1, case="pair", pod="a")
     prometheus.exporter.set("kopfscale_test_requests", 2, case="pair", pod="b")
     query = 'kopfscale_test_requests{case="pair"}'
-    reading = wait_for(
-        lambda: (r := read_once(spec(prometheus.url, query))).error and "2 series" in r.error and r,
-        timeout=SCRAPED_WITHIN,
-        what="both series to be scraped",
-    )
+
+    def two_series_error() -> MetricReading | None:
+        reading = read_once(spec(prometheus.url, query))
+        return reading if reading.error and "2 series" in reading.error else None
+
+    reading = wait_for(two_series_error, timeout=SCRAPED_WITHIN, what="both series to be scraped")
+    assert reading is not None
     assert reading.value is None
     assert reading.error is not None
     assert reading.error.startswith(

@@ -65,7 +65,7 @@ def fake_api(stub_server: StubServer, monkeypatch: pytest.MonkeyPatch) -> Iterat
     stub_server.reply(METRICS_PATH, Reply(body=json.dumps(POD_METRICS).encode()))
     stub_server.reply(PODS_PATH, Reply(body=json.dumps(PODS).encode()))
     yield stub_server
-    client.close()
+    client.close()  # type: ignore[no-untyped-call]
 
 
 def spec(resource: str, target: str, **extra: Any) -> dict[str, Any]:
