@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import kubernetes
+import urllib3
 
 from kopfscale import kube
 from kopfscale.scaledapp.sources.base import Config, Source, SourceContext, SourceError, timeout_of
@@ -178,11 +179,13 @@ async def read(metric: Mapping[str, Any], config: Config, ctx: SourceContext) ->
     cfg = parse_config(config, metric.get("target"))
     if not ctx.pod_selector:
         raise SourceError("the workload has no pod selector to find its pods by")
-    timeout = timeout_of(config)
+    # read_metric() enforces the timeout on the await; the client-side timeout makes the worker
+    # threads give up too (after urllib3's retries) instead of lingering on a hung connection.
+    thread_timeout = timeout_of(config)
     try:
         metrics_doc, pods_doc = await asyncio.gather(
-            asyncio.to_thread(_list_pod_metrics, ctx.namespace, ctx.pod_selector, timeout),
-            asyncio.to_thread(_list_pods, ctx.namespace, ctx.pod_selector, timeout),
+            asyncio.to_thread(_list_pod_metrics, ctx.namespace, ctx.pod_selector, thread_timeout),
+            asyncio.to_thread(_list_pods, ctx.namespace, ctx.pod_selector, thread_timeout),
         )
     except kubernetes.client.ApiException as e:
         if e.status == 404:
@@ -190,6 +193,8 @@ async def read(metric: Mapping[str, Any], config: Config, ctx: SourceContext) ->
                 "metrics.k8s.io/v1beta1 is not served (HTTP 404); install metrics-server"
             ) from None
         raise SourceError(f"Kubernetes API error: HTTP {e.status} {e.reason}") from None
+    except urllib3.exceptions.HTTPError as e:
+        raise SourceError(f"Kubernetes API request failed: {e}") from None
     except kubernetes.config.ConfigException as e:
         raise SourceError(f"no Kubernetes API configuration: {e}") from None
     return compute_value(
