@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import time
 from typing import Any
 
 import aiohttp
@@ -12,7 +13,15 @@ from kopfscale.scaledapp.sources import MetricReading, SourceContext, read_metri
 
 
 def read_once(spec: Any, *, namespace: str = "default", pod_selector: str | None = None) -> MetricReading:
-    async def main() -> MetricReading:
+    return read_timed(spec, namespace=namespace, pod_selector=pod_selector)[0]
+
+
+def read_timed(
+    spec: Any, *, namespace: str = "default", pod_selector: str | None = None
+) -> tuple[MetricReading, float]:
+    """The reading and how long read_metric() took (not counting the event loop's teardown)."""
+
+    async def main() -> tuple[MetricReading, float]:
         async with aiohttp.ClientSession() as http:
             ctx = SourceContext(
                 namespace=namespace,
@@ -20,6 +29,8 @@ def read_once(spec: Any, *, namespace: str = "default", pod_selector: str | None
                 now=lambda: datetime.datetime.now(datetime.UTC),
                 http=http,
             )
-            return await read_metric(spec, ctx)
+            started = time.monotonic()
+            reading = await read_metric(spec, ctx)
+            return reading, time.monotonic() - started
 
     return asyncio.run(main())
