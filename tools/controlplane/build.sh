@@ -15,6 +15,11 @@ export CGO_ENABLED=0
 
 command -v go >/dev/null || { echo "build.sh: the Go toolchain is required (go not on PATH)" >&2; exit 1; }
 
+# One build at a time: concurrent callers (two test runs, make targets) wait, then reuse the result.
+mkdir -p "$cache_root"
+exec 9>"$cache_root/.build.lock"
+flock 9
+
 log() { printf '[controlplane-build] %s\n' "$*" >&2; }
 
 # build_component NAME VERSION "pkg..." [go.mod extra lines]
