@@ -27,6 +27,13 @@ def main() -> None:
 @click.option("--standalone", is_flag=True, help="Do not use kopf peering (only one operator may run).")
 @click.option("--peering", "peering_name", metavar="NAME", help="kopf peering object name.")
 @click.option("--priority", type=int, default=None, help="Peering priority.")
+@click.option(
+    "--metrics-port",
+    type=int,
+    envvar="KOPFSCALE_METRICS_PORT",
+    default=None,
+    help="Serve Prometheus metrics on this port at /metrics (env KOPFSCALE_METRICS_PORT; 0: off).",
+)
 def run(
     namespaces: tuple[str, ...],
     clusterwide: bool,
@@ -38,8 +45,11 @@ def run(
     standalone: bool,
     peering_name: str | None,
     priority: int | None,
+    metrics_port: int | None,
 ) -> None:
     """Run the operator until interrupted."""
+    if metrics_port is not None:
+        os.environ["KOPFSCALE_METRICS_PORT"] = str(metrics_port)  # read by kopfscale.metrics at startup
     if clusterwide and namespaces:
         raise click.UsageError("use either --namespace or --all-namespaces, not both")
     if not clusterwide and not namespaces:

@@ -1,0 +1,59 @@
+"""Make sure kopf's cluster-wide peering object exists before the operator relies on it.
+
+kopf's peering (``--peering NAME``) keeps a second replica on standby, but only when the
+``ClusterKopfPeering`` named NAME exists: kopf patches it and never creates it. The Helm chart
+renders it (Helm installs the CRDs first), but a single ``kubectl apply -f crds/ -f
+deploy/kubernetes/`` cannot create an object in the same call as its CRD, so the operator creates
+it at startup when it is missing. Namespaced peering objects (``KopfPeering``) are always in the
+manifests: the namespaced install needs the CRDs to exist beforehand anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+
+from kopfscale import kube
+
+GROUP, VERSION, PLURAL = "kopf.dev", "v1", "clusterkopfpeerings"
+
+
+def ensure_cluster_peering(name: str, logger: logging.Logger | logging.LoggerAdapter[Any]) -> bool:
+    """Create the ClusterKopfPeering ``name`` unless it exists; True if it was created."""
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ClusterKopfPeering",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "kopfscale"}},
+    }
+    try:
+        kube.custom_objects().create_cluster_custom_object(GROUP, VERSION, PLURAL, body, _request_timeout=10)
+    except ApiException as e:
+        if e.status == 409:
+            return False
+        if e.status == 404:
+            logger.warning(
+                "kopf's peering CRDs are not installed (kubectl apply -f deploy/crds/): "
+                "the operator waits until they are."
+            )
+            return False
+        if e.status == 403:
+            logger.warning(
+                f"Not allowed to create the ClusterKopfPeering {name!r}; create it, "
+                f"or grant 'create' on clusterkopfpeerings.kopf.dev: {e.reason}"
+            )
+            return False
+        raise
+    logger.info(f"Created the ClusterKopfPeering {name!r} for kopf peering.")
+    return True
+
+
+@kopf.on.startup()
+async def ensure_peering_object(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:
+    peering = settings.peering
+    if peering.standalone or not peering.mandatory or not peering.clusterwide:
+        return
+    await asyncio.to_thread(ensure_cluster_peering, peering.name, logger)
