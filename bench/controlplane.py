@@ -49,11 +49,16 @@ def main() -> None:
                 time.sleep(args.settle)
             for name, pid in cluster.pids.items():
                 rss.setdefault(name, []).append(rss_mib(pid))
-            print(f"  run {run + 1}: ready in {cluster.timings['ready']:.2f} s "
-                  f"(certs {cluster.timings['pki']:.2f} s, apiserver ready {cluster.timings['apiserver']:.2f} s)")
+            t = cluster.timings
+            print(
+                f"  run {run + 1}: ready in {t['ready']:.2f} s "
+                f"(certs {t['pki']:.2f} s, apiserver ready {t['apiserver']:.2f} s)"
+            )
 
-    print(f"\nStart-to-ready, warm cache, {args.runs} runs: median {statistics.median(ready):.2f} s, "
-          f"min {min(ready):.2f} s, max {max(ready):.2f} s (target <= 15 s)")
+    print(
+        f"\nStart-to-ready, warm cache, {args.runs} runs: median {statistics.median(ready):.2f} s, "
+        f"min {min(ready):.2f} s, max {max(ready):.2f} s (target <= 15 s)"
+    )
     print(f"\nRSS after {args.settle:.0f} s idle (last run), MiB:")
     total = 0.0
     for name, values in rss.items():

@@ -40,7 +40,13 @@ class Cluster:
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            ["kubectl", *args], input=input, env=self.env, capture_output=True, text=True, timeout=timeout
+            ["kubectl", *args],
+            input=input,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         if check and result.returncode != 0:
             raise AssertionError(
@@ -65,8 +71,11 @@ def cluster() -> Iterator[Cluster]:
     if reuse:
         kubeconfig = Path(reuse).resolve()
         bin_dirs = locate().bin_dirs
-        env = {**os.environ, "KUBECONFIG": str(kubeconfig),
-               "PATH": os.pathsep.join([*map(str, bin_dirs), os.environ["PATH"]])}
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "PATH": os.pathsep.join([*map(str, bin_dirs), os.environ["PATH"]]),
+        }
     else:
         local = LocalCluster().start()
         kubeconfig, env = local.kubeconfig, local.env()
@@ -99,7 +108,8 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     cluster.kubectl("create", "namespace", name)
     wait_for(
         lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
-        timeout=30, what=f"the default ServiceAccount in {name}",
+        timeout=30,
+        what=f"the default ServiceAccount in {name}",
     )
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

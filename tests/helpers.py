@@ -9,7 +9,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.2, what: str = "condition") -> T:
+def wait_for(
+    predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.2, what: str = "condition"
+) -> T:
     """Poll until ``predicate()`` is truthy and return its value; fail the test with ``what`` otherwise.
 
     Exceptions from the predicate count as "not yet" (objects often do not exist at first), but

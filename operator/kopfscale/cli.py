@@ -17,13 +17,20 @@ def main() -> None:
 
 
 @main.command()
-@click.option("-n", "--namespace", "namespaces", multiple=True, help="Namespace to watch (repeatable; globs allowed).")
+@click.option(
+    "-n", "--namespace", "namespaces", multiple=True, help="Namespace to watch (repeatable; globs allowed)."
+)
 @click.option("-A", "--all-namespaces", "clusterwide", is_flag=True, help="Watch every namespace.")
 @click.option("-v", "--verbose", is_flag=True, help="Log handler activity.")
 @click.option("-d", "--debug", is_flag=True, help="Log everything, including API traffic.")
 @click.option("-q", "--quiet", is_flag=True, help="Log warnings and errors only.")
 @click.option("--log-format", type=click.Choice(["plain", "full", "json"]), default="full", show_default=True)
-@click.option("--liveness", "liveness_endpoint", metavar="URL", help="kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz.")
+@click.option(
+    "--liveness",
+    "liveness_endpoint",
+    metavar="URL",
+    help="kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz.",
+)
 @click.option("--standalone", is_flag=True, help="Do not use kopf peering (only one operator may run).")
 @click.option("--peering", "peering_name", metavar="NAME", help="kopf peering object name.")
 @click.option("--priority", type=int, default=None, help="Peering priority.")
@@ -58,9 +65,7 @@ def run(
             namespaces = tuple(n.strip() for n in env_namespaces)
         else:
             clusterwide = True
-    kopf.configure(
-        verbose=verbose, debug=debug, quiet=quiet, log_format=kopf.LogFormat[log_format.upper()]
-    )
+    kopf.configure(verbose=verbose, debug=debug, quiet=quiet, log_format=kopf.LogFormat[log_format.upper()])
     import kopfscale.app  # noqa: F401  (registers the handlers)
 
     asyncio.run(
@@ -76,7 +81,9 @@ def run(
 
 
 @main.command()
-@click.option("--message", envvar="GREETER_MESSAGE", required=True, help="The greeting to serve (env GREETER_MESSAGE).")
+@click.option(
+    "--message", envvar="GREETER_MESSAGE", required=True, help="The greeting to serve (env GREETER_MESSAGE)."
+)
 @click.option("--port", envvar="GREETER_PORT", type=int, default=8080, show_default=True)
 @click.option("--host", envvar="GREETER_HOST", default="0.0.0.0", show_default=True)
 def greet(message: str, port: int, host: str) -> None:
@@ -121,7 +128,9 @@ def cluster_reachable(describe: bool) -> None:
     sys.exit(0 if server else 1)
 
 
-@cluster.command("kubectl", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@cluster.command(
+    "kubectl", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
+)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def cluster_kubectl(args: tuple[str, ...]) -> None:
     """Run the kubectl built with the local control plane (same version as its apiserver)."""

@@ -26,7 +26,7 @@ UTC = datetime.UTC
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
 
 
-def utc(  # noqa: PLR0917 - mirrors datetime.datetime()
+def utc(
     year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, micro: int = 0
 ) -> datetime.datetime:
     return datetime.datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)

@@ -18,8 +18,8 @@ def cache_root() -> Path:
 
 def pinned_versions(path: Path = VERSIONS_FILE) -> dict[str, str]:
     versions: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
         if line and not line.startswith("#") and "=" in line:
             key, _, value = line.partition("=")
             versions[key.strip()] = value.strip()

@@ -58,8 +58,11 @@ def up(state_dir_arg: str, timeout: float = 120.0) -> int:
     with (state_dir / "supervisor.log").open("wb") as log:
         supervisor = subprocess.Popen(
             [sys.executable, "-m", "kopfscale.devcluster.supervisor", "--state-dir", str(state_dir)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
         )
     (state_dir / PID_FILE).write_text(f"{supervisor.pid}\n")
     deadline = time.monotonic() + timeout

@@ -32,7 +32,6 @@ logger = logging.getLogger(__name__)
 
 SERVICE_CIDR = "10.0.0.0/24"
 POD_CIDR = "10.244.0.0/16"
-NODE_NAME = "kwok-node-0"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -65,6 +64,7 @@ class LocalCluster:
     processes: list[Process] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     apiserver_port: int = 0
+    kwok_port: int = 0
     _own_state_dir: bool = False
 
     # -- paths ---------------------------------------------------------------------------------
@@ -105,83 +105,120 @@ class LocalCluster:
         deadline = time.monotonic() + timeout
 
         etcd_port, etcd_peer_port = free_port(), free_port()
-        self._spawn("etcd", [
-            str(self.binaries.etcd), "--name=default", f"--data-dir={self.state_dir / 'etcd'}",
-            f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
-            f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
-            f"--listen-peer-urls=http://127.0.0.1:{etcd_peer_port}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer_port}",
-            f"--initial-cluster=default=http://127.0.0.1:{etcd_peer_port}",
-            "--unsafe-no-fsync", "--log-level=warn", "--quota-backend-bytes=8589934592",
-        ])
+        self._spawn(
+            "etcd",
+            [
+                str(self.binaries.etcd),
+                "--name=default",
+                f"--data-dir={self.state_dir / 'etcd'}",
+                f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
+                f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
+                f"--listen-peer-urls=http://127.0.0.1:{etcd_peer_port}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer_port}",
+                f"--initial-cluster=default=http://127.0.0.1:{etcd_peer_port}",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+                "--quota-backend-bytes=8589934592",
+            ],
+        )
 
         self.apiserver_port = free_port()
         p = certs.path
-        self._spawn("kube-apiserver", [
-            str(self.binaries.kube_apiserver),
-            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            f"--secure-port={self.apiserver_port}",
-            f"--tls-cert-file={p('apiserver.crt')}", f"--tls-private-key-file={p('apiserver.key')}",
-            f"--client-ca-file={p('ca.crt')}",
-            "--anonymous-auth=false",
-            "--authorization-mode=Node,RBAC",
-            f"--service-account-key-file={p('sa.pub')}",
-            f"--service-account-signing-key-file={p('sa.key')}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--allow-privileged=true",
-            "--profiling=false",
-            # Aggregation layer (metrics.k8s.io served by a local metrics-server).
-            f"--requestheader-client-ca-file={p('front-proxy-ca.crt')}",
-            "--requestheader-allowed-names=front-proxy-client",
-            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-            "--requestheader-group-headers=X-Remote-Group",
-            "--requestheader-username-headers=X-Remote-User",
-            f"--proxy-client-cert-file={p('front-proxy-client.crt')}",
-            f"--proxy-client-key-file={p('front-proxy-client.key')}",
-            "--enable-aggregator-routing=true",
-            "--event-ttl=1h",
-            "--v=0",
-        ])
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(self.binaries.kube_apiserver),
+                f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.apiserver_port}",
+                f"--tls-cert-file={p('apiserver.crt')}",
+                f"--tls-private-key-file={p('apiserver.key')}",
+                f"--client-ca-file={p('ca.crt')}",
+                "--anonymous-auth=false",
+                "--authorization-mode=Node,RBAC",
+                f"--service-account-key-file={p('sa.pub')}",
+                f"--service-account-signing-key-file={p('sa.key')}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--allow-privileged=true",
+                "--profiling=false",
+                # Aggregation layer (metrics.k8s.io served by a local metrics-server).
+                f"--requestheader-client-ca-file={p('front-proxy-ca.crt')}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-username-headers=X-Remote-User",
+                f"--proxy-client-cert-file={p('front-proxy-client.crt')}",
+                f"--proxy-client-key-file={p('front-proxy-client.key')}",
+                # No --enable-aggregator-routing: the aggregator then resolves an APIService's
+                # Service itself, which lets an ExternalName "localhost" Service reach a local
+                # metrics-server (Endpoints may not hold loopback addresses).
+                "--event-ttl=1h",
+                "--v=0",
+            ],
+        )
         self._write_kubeconfig(certs)
         self._wait_ready(deadline)
         self.timings["apiserver"] = time.monotonic() - t0
 
         kubeconfig = str(self.kubeconfig)
-        self._spawn("kube-controller-manager", [
-            str(self.binaries.kube_controller_manager),
-            f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
-            "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
-            f"--service-account-private-key-file={p('sa.key')}",
-            f"--root-ca-file={p('ca.crt')}",
-            "--use-service-account-credentials=true",
-            f"--cluster-cidr={POD_CIDR}", f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--leader-elect=false",
-            # No cloud, no real kubelets: the controllers that assume them only add noise.
-            "--controllers=*,-nodeipam,-service-lb-controller,-cloud-node-lifecycle,-persistentvolume-binder,-attachdetach",
-            "--concurrent-deployment-syncs=20", "--concurrent-replicaset-syncs=20",
-            "--concurrent-gc-syncs=40",
-            "--kube-api-qps=200", "--kube-api-burst=400",
-            "--v=0",
-        ])
-        self._spawn("kube-scheduler", [
-            str(self.binaries.kube_scheduler),
-            f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
-            "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
-            "--leader-elect=false", "--v=0",
-        ])
-        self._spawn("kwok", [
-            str(self.binaries.kwok),
-            f"--kubeconfig={kubeconfig}",
-            "--manage-all-nodes=false",
-            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            f"--server-address=127.0.0.1:{free_port()}",
-            "--cidr=10.244.0.0/16", "--node-ip=10.1.0.1",
-            "--node-lease-duration-seconds=40",
-        ])
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(self.binaries.kube_controller_manager),
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                f"--service-account-private-key-file={p('sa.key')}",
+                f"--root-ca-file={p('ca.crt')}",
+                "--use-service-account-credentials=true",
+                f"--cluster-cidr={POD_CIDR}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--leader-elect=false",
+                # No cloud, no real kubelets: the controllers that assume them only add noise.
+                "--controllers=*,-nodeipam,-service-lb-controller,-cloud-node-lifecycle,-persistentvolume-binder,-attachdetach",
+                "--concurrent-deployment-syncs=20",
+                "--concurrent-replicaset-syncs=20",
+                "--concurrent-gc-syncs=40",
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
+                "--v=0",
+            ],
+        )
+        self._spawn(
+            "kube-scheduler",
+            [
+                str(self.binaries.kube_scheduler),
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--leader-elect=false",
+                "--v=0",
+            ],
+        )
+        self.kwok_port = free_port()
+        self._spawn(
+            "kwok",
+            [
+                str(self.binaries.kwok),
+                f"--kubeconfig={kubeconfig}",
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                # kwok plays every node's kubelet on this one address (metrics-server scrapes it).
+                f"--server-address=127.0.0.1:{self.kwok_port}",
+                f"--tls-cert-file={p('kwok.crt')}",
+                f"--tls-private-key-file={p('kwok.key')}",
+                "--node-ip=127.0.0.1",
+                f"--node-port={self.kwok_port}",
+                "--cidr=10.244.0.0/16",
+                "--node-lease-duration-seconds=40",
+            ],
+        )
         for index in range(self.nodes):
             self._create_node(f"kwok-node-{index}")
         self._wait_settled(deadline)
@@ -212,8 +249,12 @@ class LocalCluster:
         log = self.state_dir / f"{name}.log"
         with log.open("wb") as out:
             popen = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent, cwd=self.state_dir,
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509  (prctl only, before exec)
+                cwd=self.state_dir,
             )
         self.processes.append(Process(name, popen, log))
 
@@ -231,12 +272,31 @@ class LocalCluster:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "kopfscale-local", "cluster": {
-                "server": self.server, "certificate-authority-data": b64("ca.crt")}}],
-            "users": [{"name": "kopfscale-admin", "user": {
-                "client-certificate-data": b64("admin.crt"), "client-key-data": b64("admin.key")}}],
-            "contexts": [{"name": "kopfscale-local", "context": {
-                "cluster": "kopfscale-local", "user": "kopfscale-admin", "namespace": "default"}}],
+            "clusters": [
+                {
+                    "name": "kopfscale-local",
+                    "cluster": {"server": self.server, "certificate-authority-data": b64("ca.crt")},
+                }
+            ],
+            "users": [
+                {
+                    "name": "kopfscale-admin",
+                    "user": {
+                        "client-certificate-data": b64("admin.crt"),
+                        "client-key-data": b64("admin.key"),
+                    },
+                }
+            ],
+            "contexts": [
+                {
+                    "name": "kopfscale-local",
+                    "context": {
+                        "cluster": "kopfscale-local",
+                        "user": "kopfscale-admin",
+                        "namespace": "default",
+                    },
+                }
+            ],
             "current-context": "kopfscale-local",
         }
         self.kubeconfig.write_text(json.dumps(config, indent=2))
@@ -252,8 +312,9 @@ class LocalCluster:
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """An admin request to the apiserver (used before any client library is involved)."""
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.server + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.server + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(req, context=self.ssl_context(), timeout=5) as resp:
                 raw = resp.read()
@@ -280,12 +341,17 @@ class LocalCluster:
 
     def _create_node(self, name: str) -> None:
         node = {
-            "apiVersion": "v1", "kind": "Node",
+            "apiVersion": "v1",
+            "kind": "Node",
             "metadata": {
                 "name": name,
                 "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
-                "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                           "kubernetes.io/arch": "amd64", "type": "kwok"},
+                "labels": {
+                    "kubernetes.io/hostname": name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "type": "kwok",
+                },
             },
             "status": {
                 "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
@@ -302,8 +368,12 @@ class LocalCluster:
             if status != 200:
                 return False
             ready = [
-                n for n in body.get("items", [])
-                if any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
+                n
+                for n in body.get("items", [])
+                if any(
+                    c["type"] == "Ready" and c["status"] == "True"
+                    for c in n.get("status", {}).get("conditions", [])
+                )
             ]
             return len(ready) >= self.nodes
 
