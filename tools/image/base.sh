@@ -14,6 +14,7 @@ if [[ -z "${KOPFSCALE_REBUILD_BASE:-}" ]] && podman image exists "$BASE_IMAGE"; 
 fi
 start=$SECONDS
 rootfs="$(mktemp -d "$CACHE_ROOT/containers/rootfs.XXXXXX")"
+chmod 0755 "$rootfs"  # it becomes the image's /: mktemp's 0700 would lock out non-root users
 trap 'rm -rf "$rootfs"' EXIT
 log "debootstrap $BASE_SUITE (minbase) into $rootfs"
 debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \

@@ -43,6 +43,9 @@ Argument: (list $ctx $namespaced [$annotations]); $annotations are merged over c
 {{- $namespaced := index . 1 -}}
 {{- $annotations := deepCopy $ctx.Values.commonAnnotations -}}
 {{- if gt (len .) 2 }}{{ $annotations = merge (deepCopy (index . 2)) $annotations }}{{ end -}}
+{{- if and $namespaced $ctx.Values.plain.namespaceless }}
+{{- $_ := set $annotations "checkov.io/skip9" "CKV_K8S_21=Namespace-agnostic on purpose: applied with kubectl apply -n NAMESPACE." }}
+{{- end -}}
 {{- if and $namespaced (not $ctx.Values.plain.namespaceless) }}
 namespace: {{ $ctx.Release.Namespace }}
 {{- end }}
@@ -123,6 +126,7 @@ Argument: (list $ctx $clusterwide).
 - apiGroups: [apps]
   resources: [deployments/scale, statefulsets/scale, replicasets/scale]
   verbs: [get, patch]
+# ScaledApp: Greeters are scalable through /scale too.
 - apiGroups: [kopfscale.dev]
   resources: [greeters/scale]
   verbs: [get, patch]
@@ -135,11 +139,11 @@ Argument: (list $ctx $clusterwide).
   {{- end }}
   verbs: [get, patch]
 {{- end }}
-# ScaledApp's cpu/memory metrics: the Pods' requests (list pods by the target's selector) and
-# their usage from metrics-server.
+# ScaledApp's cpu/memory metrics: the Pods' requests (listed by the target's selector) ...
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]
+# ... and their usage, from metrics-server's PodMetrics.
 - apiGroups: [metrics.k8s.io]
   resources: [pods]
   verbs: [list]
