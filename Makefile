@@ -10,7 +10,7 @@ CLUSTER_DIR := .cluster
 KUBECONFIG_LOCAL := $(abspath $(CLUSTER_DIR))/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: help dev test unit lint run cluster-up cluster-down controlplane bench-controlplane clean
+.PHONY: help dev test unit lint run cluster-up cluster-down controlplane bench-controlplane clean image image-test
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -60,3 +60,9 @@ bench-controlplane: $(VENV_STAMP) ## Benchmark the control plane: cold build tim
 
 clean: cluster-down ## Remove the venv and local state (keeps the ~/.cache/kopfscale binaries)
 	rm -rf $(VENV) $(CLUSTER_DIR) .pytest_cache .mypy_cache .ruff_cache
+
+image: ## Build the operator image with buildah (local debootstrap base, vfs, chroot); prints size and time
+	bash tools/image/build.sh
+
+image-test: $(VENV_STAMP) controlplane ## Run the built image (podman) on a local control plane: it must reconcile a Greeter
+	$(BIN)/python -m pytest -p tests.conftest tools/image/test_image.py $(PYTEST_ARGS)
