@@ -140,8 +140,9 @@ def instrument(registry: kopf.OperatorRegistry) -> int:
         for i, handler in enumerate(handlers):
             if isinstance(handler, DaemonHandler) or getattr(handler.fn, _MARK, False):
                 continue
-            resource = handler.selector.plural if handler.selector is not None else "unknown"
-            resource = resource or handler.selector.kind or "unknown"
+            selector = handler.selector
+            names = (selector.plural, selector.any_name, selector.kind) if selector is not None else ()
+            resource = next((str(n) for n in names if n), "unknown")
             handlers[i] = dataclasses.replace(handler, fn=_timed(handler.fn, resource, str(handler.id)))
             count += 1
     return count

@@ -6,12 +6,19 @@ renders it (Helm installs the CRDs first), but a single ``kubectl apply -f crds/
 deploy/kubernetes/`` cannot create an object in the same call as its CRD, so the operator creates
 it at startup when it is missing. Namespaced peering objects (``KopfPeering``) are always in the
 manifests: the namespaced install needs the CRDs to exist beforehand anyway.
+
+Also here, for the same namespaced installs: ``KOPFSCALE_KOPF_SCANNING=off`` turns off kopf's
+cluster-level scanning (listing/watching Namespaces to follow namespace globs, and CRDs to notice
+new resources). A Role cannot grant either, and kopf would retry the 403s with backoff for most
+of a minute before starting; with exact namespaces (the chart's ``watchNamespaces``, or the
+Pod's own namespace) there is nothing to scan for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 import kopf
@@ -20,6 +27,7 @@ from kubernetes.client.exceptions import ApiException
 from kopfscale import kube
 
 GROUP, VERSION, PLURAL = "kopf.dev", "v1", "clusterkopfpeerings"
+SCANNING_ENV = "KOPFSCALE_KOPF_SCANNING"
 
 
 def ensure_cluster_peering(name: str, logger: logging.Logger | logging.LoggerAdapter[Any]) -> bool:
@@ -57,3 +65,13 @@ async def ensure_peering_object(settings: kopf.OperatorSettings, logger: kopf.Lo
     if peering.standalone or not peering.mandatory or not peering.clusterwide:
         return
     await asyncio.to_thread(ensure_cluster_peering, peering.name, logger)
+
+
+@kopf.on.startup()
+def configure_scanning(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:
+    value = os.environ.get(SCANNING_ENV, "on").strip().lower()
+    if value not in ("on", "off"):
+        raise kopf.PermanentError(f"{SCANNING_ENV} must be 'on' or 'off', not {value!r}")
+    if value == "off":
+        settings.scanning.disabled = True
+        logger.info("kopf's namespace and CRD scanning is off: watching the given namespaces only.")
