@@ -7,6 +7,7 @@ shared ``ApiClient`` so connections are pooled and the configuration is loaded o
 from __future__ import annotations
 
 import functools
+import os
 import threading
 
 import kubernetes
@@ -20,7 +21,11 @@ def _load_configuration() -> kubernetes.client.Configuration:
     try:
         kubernetes.config.load_incluster_config(client_configuration=configuration)
     except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config(client_configuration=configuration)
+        # Read $KUBECONFIG now: the client's own default is frozen when it is first imported,
+        # and tests point KUBECONFIG at their cluster only after that.
+        kubernetes.config.load_kube_config(
+            config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
+        )
     # Handlers run concurrently in kopf's thread pool; let them share enough connections.
     configuration.connection_pool_maxsize = 32
     return configuration
