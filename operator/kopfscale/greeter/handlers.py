@@ -6,9 +6,12 @@ if it changed). What differs between handlers is only *why* they run:
 
 * create/update/resume of a Greeter: its spec changed, or the operator (re)started;
 * any event of a labelled child Deployment/Service: someone edited or deleted it (drift), or
-  its status moved (Pods became ready) — so drift is repaired within seconds, without a resync;
-* a slow timer per Greeter: a safety net for what the events cannot show (a child whose labels
-  were stripped, a drift repair that failed after its retries).
+  its status moved (Pods became ready) — so drift is repaired within seconds, without a resync.
+  kopf re-lists the children whenever its watch restarts (``settings.watching``), which also
+  re-runs this for every child now and then, a slow safety net for a failed repair.
+
+No timers or daemons: kopf would put a finalizer on every Greeter to stop them, and deletion
+must stay plain garbage collection.
 
 Sync handlers on purpose: kopf runs them in its thread pool, and the official client is sync.
 """
@@ -76,7 +79,8 @@ def reconcile_greeter(
             reconcile.sync_status(api, greeter, config)
             raise
         except reconcile.ReconcileError as e:
-            logger.warning(f"Greeter {meta['name']} is not reconciled: {e}")
+            # kopf logs the TemporaryError (and posts it); the Warning event below is ours.
+            logger.debug(f"Greeter {meta['name']} is not reconciled: {e}")
             try:
                 reconcile.sync_status(api, greeter, config, failure=e.failure())
             except reconcile.ReconcileError as status_error:
@@ -109,15 +113,6 @@ def reconcile_children(body: kopf.Body, retry: int, logger: kopf.Logger, **_: An
         raise kopf.TemporaryError(str(e), delay=backoff(retry)) from e
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=60, initial_delay=60)
-def resync(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-    """Safety net: reconcile now and then; when everything matches, nothing is written."""
-    try:
-        reconcile_greeter(body, logger, warn=False)
-    except reconcile.ReconcileError as e:
-        logger.debug(f"resync of {body.metadata.name} deferred: {e}")
-
-
 DRIFT_ATTEMPTS = 4
 
 
@@ -136,7 +131,7 @@ def child_changed(body: kopf.Body, type: str | None, logger: kopf.Logger, **_: A
     """A child was added, changed or deleted: repair drift now and refresh the owner's status.
 
     Event handlers are not retried by kopf, so transient failures are retried here briefly;
-    the Greeter's own handlers and the timer catch what is left.
+    the Greeter's own handlers and the next re-listing catch what is left.
     """
     owner = _owning_greeter(body)
     if owner is None:
