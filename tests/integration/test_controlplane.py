@@ -129,7 +129,7 @@ def test_a_killed_parent_leaves_no_control_plane_process_behind(tmp_path: object
     try:
         assert parent.stdout is not None
         pids: dict[str, int] = json.loads(parent.stdout.readline())
-        assert set(pids) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+        assert set(pids) >= {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
         for pid in pids.values():
             os.kill(pid, 0)  # all alive
     finally:
