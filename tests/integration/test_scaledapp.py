@@ -185,7 +185,7 @@ def test_activation_scales_to_zero_and_back(
     cluster: Cluster, namespace: str, operator: KopfRunner, metric_server: MetricServer
 ) -> None:
     metric_server.value = 20
-    sa = scaledapp("zero", metric_server.url, minReplicas=0, cooldownPeriod=3)
+    sa = scaledapp("zero", metric_server.url, minReplicas=0, cooldownPeriod=5)
     sa["spec"]["metrics"][0]["activationThreshold"] = 5
     apply(cluster, namespace, sa)
     wait_replicas(cluster, namespace, "zero", 2)
@@ -193,7 +193,7 @@ def test_activation_scales_to_zero_and_back(
     wait_replicas(cluster, namespace, "zero", 1)  # N -> 1 does not wait for the cooldown
     assert condition(cluster, namespace, "zero", "Active")["status"] == "False"
     assert condition(cluster, namespace, "zero", "ScalingLimited")["reason"] == "CooldownPending"
-    wait_replicas(cluster, namespace, "zero", 0, timeout=10)
+    wait_replicas(cluster, namespace, "zero", 0, timeout=15)
     metric_server.value = 6  # active again: ceil(6 / 10) = 1
     reaction = wait_replicas(cluster, namespace, "zero", 1, timeout=10)
     print(f"0 -> 1 reaction time: {reaction:.2f}s (pollingInterval 1s)")
