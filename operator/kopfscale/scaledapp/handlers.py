@@ -23,6 +23,7 @@ import aiohttp
 import kopf
 
 from kopfscale import GROUP, VERSION
+from kopfscale import metrics as operator_metrics
 from kopfscale.conditions import rfc3339, utcnow
 from kopfscale.scaledapp import status as st
 from kopfscale.scaledapp import workload
@@ -192,8 +193,14 @@ class Autoscaler:
             self.http = self.own_http = aiohttp.ClientSession()
         ctx = SourceContext(namespace=self.namespace, pod_selector=scale.selector, now=utcnow, http=self.http)
         readings = await asyncio.gather(*(self.read(m, ctx) for m in spec.metrics))
+        for metric, reading in zip(spec.metrics, readings, strict=True):
+            if reading.error is not None:
+                operator_metrics.record_source_error(self.namespace, self.name, metric.type)
         created = parse_time(self.body.meta.get("creationTimestamp"))
         decision = decide(spec, scale.replicas, readings, self.history, now=now, created=created)
+        operator_metrics.record_decision(
+            self.namespace, self.name, scale.replicas, decision.desired, spec.mode
+        )
         history = decision.history
         replicas = scale.replicas
         if spec.mode == "Auto" and decision.desired != replicas:
