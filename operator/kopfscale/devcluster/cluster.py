@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kopfscale.devcluster import pki
+from kopfscale.devcluster import metrics, pki
 from kopfscale.devcluster.binaries import Binaries, ensure_built
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,8 @@ class Process:
 
 @dataclass
 class LocalCluster:
-    """A control plane in ``state_dir``: etcd, apiserver, controller-manager, scheduler, kwok."""
+    """A control plane in ``state_dir``: etcd, apiserver, controller-manager, scheduler, kwok and
+    (``metrics_server=True``) metrics-server serving ``metrics.k8s.io`` from kwok's simulated usage."""
 
     state_dir: Path | None = None
     nodes: int = 1
@@ -65,6 +66,8 @@ class LocalCluster:
     timings: dict[str, float] = field(default_factory=dict)
     apiserver_port: int = 0
     kwok_port: int = 0
+    metrics_server: bool = True
+    metrics_server_port: int = 0
     _own_state_dir: bool = False
 
     # -- paths ---------------------------------------------------------------------------------
@@ -217,11 +220,21 @@ class LocalCluster:
                 f"--node-port={self.kwok_port}",
                 "--cidr=10.244.0.0/16",
                 "--node-lease-duration-seconds=40",
+                *([f"--config={metrics.write_kwok_config(self.state_dir)}"] if self.metrics_server else []),
             ],
         )
+        if self.metrics_server:
+            self.metrics_server_port = free_port()
+            argv = metrics.server_argv(
+                self.binaries.metrics_server, certs, self.kubeconfig, self.metrics_server_port
+            )
+            self._spawn("metrics-server", argv)
+            metrics.register(self.request, self.metrics_server_port, certs)
         for index in range(self.nodes):
             self._create_node(f"kwok-node-{index}")
         self._wait_settled(deadline)
+        if self.metrics_server:
+            self._wait(deadline, "the metrics.k8s.io APIService", lambda: metrics.available(self.request))
 
     def stop(self) -> None:
         for process in reversed(self.processes):
@@ -345,7 +358,11 @@ class LocalCluster:
             "kind": "Node",
             "metadata": {
                 "name": name,
-                "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                "annotations": {
+                    "kwok.x-k8s.io/node": "fake",
+                    "node.alpha.kubernetes.io/ttl": "0",
+                    **metrics.node_annotations(name),
+                },
                 "labels": {
                     "kubernetes.io/hostname": name,
                     "kubernetes.io/os": "linux",
