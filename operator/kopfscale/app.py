@@ -18,6 +18,17 @@ from kopfscale.greeter import handlers as _greeter_handlers  # noqa: F401  (regi
 from kopfscale.scaledapp import handlers as _scaledapp_handlers  # noqa: F401  (registers handlers)
 
 
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In-cluster ServiceAccount first, else the kubeconfig named by $KUBECONFIG *now*.
+
+    kopf's default piggybacks on client libraries, and the official client freezes $KUBECONFIG
+    at import time; kopf's own readers look it up when called, so a kubeconfig set later (by
+    tests, or by `make run` for the local control plane) is honoured without a noisy failure.
+    """
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Keep kopf's bookkeeping in our own annotations: status stays ours (the CRD schema prunes

@@ -240,9 +240,10 @@ class LocalCluster:
         for process in reversed(self.processes):
             if process.popen.poll() is None:
                 process.popen.terminate()
+        # A throwaway cluster needs no graceful drain: a few seconds, then SIGKILL.
         for process in reversed(self.processes):
             try:
-                process.popen.wait(timeout=10)
+                process.popen.wait(timeout=3)
             except subprocess.TimeoutExpired:
                 process.popen.kill()
                 process.popen.wait(timeout=10)
