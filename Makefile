@@ -10,7 +10,7 @@ CLUSTER_DIR := .cluster
 KUBECONFIG_LOCAL := $(abspath $(CLUSTER_DIR))/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: help dev test unit lint run cluster-up cluster-down controlplane bench-controlplane clean image image-test
+.PHONY: help dev test unit lint run cluster-up cluster-down controlplane bench bench-controlplane clean image image-test
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -54,6 +54,10 @@ cluster-up: $(VENV_STAMP) controlplane ## Start the local control plane in the b
 
 cluster-down: ## Stop the local control plane and every process it started
 	@if [ -x $(BIN)/kopfscale ]; then $(BIN)/kopfscale cluster down --state-dir $(CLUSTER_DIR); fi
+
+BENCH_ARGS ?=
+bench: $(VENV_STAMP) controlplane ## Benchmarks vs the naive baseline (~30 min; BENCH_ARGS=--quick for a smoke run); writes bench/results/
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 bench-controlplane: $(VENV_STAMP) ## Benchmark the control plane: cold build time, start-to-ready, RSS per process
 	$(BIN)/python bench/controlplane.py

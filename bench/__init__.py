@@ -1,0 +1,1 @@
+"""kopfscale benchmarks: `make bench` (python -m bench.run)."""
