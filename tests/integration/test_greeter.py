@@ -15,6 +15,7 @@ from typing import Any
 import pykube
 import pytest
 from kopf.testing import KopfRunner
+from kubernetes.utils.quantity import parse_quantity
 
 from tests.conftest import Cluster, OperatorFactory
 from tests.helpers import wait_for
@@ -394,3 +395,58 @@ def test_foreign_child_is_a_condition_and_a_warning_never_overwritten(
         must(api, "Service", namespace, "hello")["metadata"]["labels"]["app.kubernetes.io/managed-by"]
         == "kopfscale"
     )
+
+
+def assert_quiet(api: pykube.HTTPClient, namespace: str, name: str, seconds: float = 2.0) -> None:
+    """Once converged, nothing more is written: no write loop between us and the apiserver."""
+    before = footprint(api, namespace, name)
+    time.sleep(seconds)
+    assert footprint(api, namespace, name) == before
+
+
+def test_spec_changes_converge_without_write_loops(
+    cluster: Cluster, api: pykube.HTTPClient, namespace: str, operator: KopfRunner
+) -> None:
+    # Quantities the apiserver canonicalises (0.5 → 500m, bytes → 64Mi) must not look like drift.
+    apply(cluster, namespace, greeter(replicas=1, resources={"limits": {"cpu": "0.5", "memory": 67108864}}))
+    wait_ready(api, namespace, "hello", 1)
+    limits = container(must(api, "Deployment", namespace, "hello"))["resources"]["limits"]
+    assert limits["cpu"] == "500m" and parse_quantity(limits["memory"]) == 64 * 2**20
+    assert_quiet(api, namespace, "hello")
+
+    def service_is(type_: str, port: int) -> bool:
+        spec = must(api, "Service", namespace, "hello")["spec"]
+        return bool(spec["type"] == type_ and spec["ports"][0]["port"] == port)
+
+    for type_, port in (("NodePort", 80), ("LoadBalancer", 8081), ("ClusterIP", 8080)):
+        cluster.kubectl(
+            "patch",
+            "greeter",
+            "hello",
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            json.dumps({"spec": {"serviceType": type_, "port": port}}),
+        )
+        wait_for(lambda t=type_, p=port: service_is(t, p), what=f"a {type_} Service on port {port}")
+        body = wait_ready(api, namespace, "hello", 1)
+        assert body["status"]["url"].endswith(f":{port}")
+    assert "nodePort" not in must(api, "Service", namespace, "hello")["spec"]["ports"][0]
+
+    cluster.kubectl(
+        "patch",
+        "greeter",
+        "hello",
+        "-n",
+        namespace,
+        "--type=json",
+        "-p",
+        json.dumps([{"op": "remove", "path": "/spec/resources"}]),
+    )
+    wait_for(
+        lambda: container(must(api, "Deployment", namespace, "hello")).get("resources") == {},
+        what="resources removed from the Deployment",
+    )
+    wait_ready(api, namespace, "hello", 1)
+    assert_quiet(api, namespace, "hello")
