@@ -234,9 +234,12 @@ def test_kubectl_scale_drives_replicas_and_status(
     assert body["status"].get("replicas", 0) == 0
 
 
-@pytest.mark.parametrize("kind", ["Deployment", "Service"])
+@pytest.mark.parametrize(
+    ("kind", "cascade"),
+    [("Deployment", "background"), ("Deployment", "foreground"), ("Service", "background")],
+)
 def test_drift_is_restored_within_seconds(
-    cluster: Cluster, api: pykube.HTTPClient, namespace: str, operator: KopfRunner, kind: str
+    cluster: Cluster, api: pykube.HTTPClient, namespace: str, operator: KopfRunner, kind: str, cascade: str
 ) -> None:
     apply(cluster, namespace, greeter(replicas=1, serviceType="NodePort"))
     wait_ready(api, namespace, "hello", 1)
@@ -269,7 +272,7 @@ def test_drift_is_restored_within_seconds(
     report(f"\n{kind} edit restored in {took:.2f}s")
 
     uid = original["metadata"]["uid"]
-    cluster.kubectl("delete", resource, "hello", "-n", namespace, "--wait=false")
+    cluster.kubectl("delete", resource, "hello", "-n", namespace, f"--cascade={cascade}", "--wait=false")
     took = timed(
         lambda: (
             (fetch(api, kind, namespace, "hello") or {"metadata": {"uid": uid}})["metadata"]["uid"] != uid
@@ -277,7 +280,7 @@ def test_drift_is_restored_within_seconds(
         f"the deleted {kind} recreated",
         timeout=10,
     )
-    report(f"{kind} deletion restored in {took:.2f}s")
+    report(f"{kind} deletion ({cascade}) restored in {took:.2f}s")
     live = must(api, kind, namespace, "hello")
     assert live["metadata"]["ownerReferences"][0]["name"] == "hello"
     wait_ready(api, namespace, "hello", 1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -181,3 +182,10 @@ def test_kubectl_explain_teaches_the_api(cluster: Cluster) -> None:
     for field in ("message", "replicas", "port", "image", "serviceType", "resources"):
         assert field in explained
     assert "Any Unicode text" in explained
+
+
+def test_the_readme_sample_applies(cluster: Cluster, namespace: str) -> None:
+    sample = Path(__file__).parents[2] / "deploy" / "samples" / "greeter.yaml"
+    cluster.kubectl("apply", "-n", namespace, "-f", str(sample))
+    stored = json.loads(cluster.kubectl("get", "greeter", "hello", "-n", namespace, "-o", "json").stdout)
+    assert stored["spec"]["replicas"] == 2
