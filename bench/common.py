@@ -164,7 +164,12 @@ class Api:
         await self.session.close()
 
     async def request(
-        self, method: str, path: str, body: Any = None, content_type: str = "application/json"
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        seconds: float = 60,
     ) -> Any:
         headers = {"Content-Type": content_type, "Accept": "application/json"}
         data = json.dumps(body) if body is not None else None
@@ -175,7 +180,7 @@ class Api:
                 self.server + path,
                 data=data,
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(total=60),
+                timeout=aiohttp.ClientTimeout(total=seconds),
             ) as resp,
         ):
             text = await resp.text()
@@ -199,9 +204,11 @@ class Api:
     async def delete_namespace(self, name: str, wait: float = 0.0, paths: tuple[str, ...] = ()) -> bool:
         """Delete the namespace; with ``wait``, until it is gone — or, when ``paths`` are given, until
         those collections in it are empty (Pods then terminate in the background) — True if so."""
-        for path in paths:  # the collections first: the namespace controller starts only after a while
-            with contextlib.suppress(ApiError):
-                await self.request("DELETE", path, {"propagationPolicy": "Background"})
+        for path in paths[
+            :1
+        ]:  # the owners first (GC takes the rest): the namespace controller is slow to start
+            with contextlib.suppress(ApiError, TimeoutError):
+                await self.request("DELETE", path, {"propagationPolicy": "Background"}, seconds=180)
         with contextlib.suppress(ApiError):
             await self.request("DELETE", f"/api/v1/namespaces/{name}")
         deadline = time.monotonic() + wait

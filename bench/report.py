@@ -39,7 +39,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"{env['date']}, commit `{env['commit']}`"
         f"{' (with uncommitted changes)' if env.get('dirty') else ''}, "
         f"{env['cpus']} CPUs ({env['cpu_model']}), {env['memory_gib']} GiB, Python {env['python']}, "
-        f"kopf {env['kopf']}. {'**Quick run (small N, smoke only).**' if cfg['quick'] else 'Full run'}; "
+        f"kopf {env['kopf']}. {'**Quick run (small N, smoke only)**' if cfg['quick'] else 'Full run'}; "
         f"took {r.get('seconds', 0) / 60:.0f} min. "
         f"Reproduce: `make bench` (`BENCH_ARGS=--quick` for a smoke run).",
         "",
@@ -237,7 +237,8 @@ def markdown(r: dict[str, Any]) -> str:
             ("writes, steady state", "writes"),
             ("CPU seconds, steady state", "cpu_seconds"),
         ):
-            lines.append(f"| {label} | {k[key]:.0f} | {b[key]:.0f} | {ratio(k[key], b[key])} |")
+            digits = 1 if key == "cpu_seconds" else 0
+            lines.append(f"| {label} | {k[key]:.{digits}f} | {b[key]:.{digits}f} | {ratio(k[key], b[key])} |")
     if burst and burst.get("baseline"):
         for n in _sizes(burst["baseline"]):
             if n in burst["kopfscale"]:
@@ -337,7 +338,7 @@ def plot(r: dict[str, Any], path: Path) -> None:
         ax.set_xticks(
             [j + width / 2 for j in range(len(keys))], ["reads", "writes", "child writes", "child RV changes"]
         )
-        ax.set(yscale="log", ylabel=f"total over {steady['kopfscale']['seconds']:.0f} s")
+        ax.set(yscale="log", ylabel=f"total over {steady['kopfscale']['seconds']:.0f} s (0 drawn as 0.5)")
         ax.set_title(f"2. Steady state, {steady['objects']} objects")
         ax.legend(fontsize=8)
 

@@ -108,6 +108,7 @@ async def main_async(cfg: Config, out: Path) -> dict[str, Any]:
                 await baseline.stop()
                 await kopfscale.start()
             loads["burst"] = os.getloadavg()[0]
+            checkpoint(out, results)
 
         # -- reaction -----------------------------------------------------------------------------------
         if "reaction" in cfg.scenarios:
@@ -139,6 +140,7 @@ async def main_async(cfg: Config, out: Path) -> dict[str, Any]:
             if not await bench.api.delete_namespace(reaction.NAMESPACE, wait=300, paths=left):
                 print("  ! namespace react: objects still there after 300 s")
             loads["reaction"] = os.getloadavg()[0]
+            checkpoint(out, results)
 
         # -- steady state and footprint -------------------------------------------------------------------
         if "steady" in cfg.scenarios:
@@ -177,6 +179,11 @@ async def main_async(cfg: Config, out: Path) -> dict[str, Any]:
     results["environment"]["loadavg_at_end"] = os.getloadavg()[0]
     results["environment"]["loadavg_by_scenario"] = loads
     return results
+
+
+def checkpoint(out: Path, results: dict[str, Any]) -> None:
+    """Partial results, so a run that fails later still leaves what it measured."""
+    (out / "results.partial.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
 
 
 def environment() -> dict[str, Any]:
