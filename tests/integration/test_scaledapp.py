@@ -358,3 +358,46 @@ def test_scales_a_greeter_through_scale_target_ref(
     )
     wait_replicas(cluster, namespace, "hello", 3, kind="greeter")
     assert get(cluster, namespace, "scaledapp", "greeter-scaler")["status"]["target"] == "Greeter/hello"
+
+
+def test_a_deleted_owned_deployment_is_recreated(
+    cluster: Cluster, namespace: str, operator: KopfRunner, metric_server: MetricServer
+) -> None:
+    metric_server.value = 30  # 3 replicas
+    apply(cluster, namespace, scaledapp("web", metric_server.url))
+    wait_replicas(cluster, namespace, "web", 3)
+    first_uid = get(cluster, namespace, "deployment", "web")["metadata"]["uid"]
+
+    cluster.kubectl("delete", "deployment", "web", "-n", namespace)
+    wait_for(
+        lambda: get(cluster, namespace, "deployment", "web")["metadata"]["uid"] != first_uid,
+        timeout=15,
+        what="the owned Deployment to be recreated",
+    )
+    wait_replicas(cluster, namespace, "web", 3)
+    owners = get(cluster, namespace, "deployment", "web")["metadata"]["ownerReferences"]
+    assert [o["kind"] for o in owners] == ["ScaledApp"]
+
+
+def test_a_foreign_deployment_of_the_same_name_is_never_scaled(
+    cluster: Cluster, namespace: str, operator: KopfRunner, metric_server: MetricServer
+) -> None:
+    cluster.kubectl(
+        "create", "deployment", "web", "-n", namespace, "--image=registry.invalid/x:1", "--replicas=2"
+    )
+    metric_server.value = 80  # would be 8 replicas
+    apply(cluster, namespace, scaledapp("web", metric_server.url))
+
+    ready = wait_for(
+        lambda: (
+            condition(cluster, namespace, "web", "Ready").get("status") == "False"
+            and condition(cluster, namespace, "web", "Ready")
+        ),
+        timeout=20,
+        what="Ready=False on the ScaledApp",
+    )
+    assert ready["reason"] == "DeploymentConflict", ready
+    time.sleep(3)  # several polling intervals
+    foreign = get(cluster, namespace, "deployment", "web")
+    assert foreign["spec"]["replicas"] == 2
+    assert "ownerReferences" not in foreign["metadata"]

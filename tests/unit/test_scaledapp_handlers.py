@@ -47,6 +47,11 @@ class Fake:
         monkeypatch.setattr(
             workload, "read_scale", lambda _: ScaleState(self.replicas, self.replicas, "app=web")
         )
+        monkeypatch.setattr(
+            workload,
+            "ensure_deployment",
+            lambda manifest, uid: ("unchanged", ScaleState(self.replicas, self.replicas, "app=web")),
+        )
         monkeypatch.setattr(workload, "patch_scale", patch_scale)
         monkeypatch.setattr(
             workload, "patch_status", lambda name, ns, patch: self.status_patches.append(patch)
@@ -67,6 +72,7 @@ def body(**spec: Any) -> kopf.Body:
         "metadata": {
             "name": "web",
             "namespace": "ns",
+            "uid": "00000000-0000-0000-0000-000000000001",
             "generation": 1,
             "creationTimestamp": "2020-01-01T00:00:00Z",
         },

@@ -47,6 +47,24 @@ def initial_replicas(spec: ScaledAppSpec) -> int:
     return max(spec.min_replicas, 1)
 
 
+def owned_deployment(body: kopf.Body, spec: ScaledAppSpec) -> dict[str, Any]:
+    """The Deployment ``spec.template`` asks for, owned by the ScaledApp (garbage-collected with it)."""
+    assert spec.template is not None
+    meta = body.meta
+    manifest = workload.deployment_manifest(
+        str(meta["name"]), str(meta["namespace"]), spec.template, initial_replicas(spec)
+    )
+    kopf.append_owner_reference(manifest, owner=body)
+    return manifest
+
+
+def announce_deployment(body: kopf.Body, action: str, logger: kopf.Logger | logging.Logger) -> None:
+    if action != "unchanged":
+        message = f"Deployment/{body.meta['name']} {action}"
+        kopf.info(body, reason=f"Deployment{action.capitalize()}", message=message)
+        logger.info(message)
+
+
 # --- the shared HTTP session of the metric sources ----------------------------------------------------
 @kopf.on.startup()
 async def open_http_session(memo: kopf.Memo, **_: Any) -> None:
@@ -82,16 +100,8 @@ def reconcile_workload(
         raise kopf.PermanentError(f"invalid spec: {e}") from e
     try:
         if parsed.template is not None:
-            manifest = workload.deployment_manifest(
-                name, namespace, parsed.template, initial_replicas(parsed)
-            )
-            kopf.append_owner_reference(manifest, owner=body)
-            action = workload.ensure_deployment(manifest, uid)
-            if action != "unchanged":
-                kopf.info(
-                    body, reason=f"Deployment{action.capitalize()}", message=f"Deployment/{name} {action}"
-                )
-                logger.info(f"Deployment/{name} {action}")
+            action, _scale = workload.ensure_deployment(owned_deployment(body, parsed), uid)
+            announce_deployment(body, action, logger)
         else:
             target = workload.target_of(parsed, name, namespace)
             workload.read_scale(target)
@@ -179,7 +189,15 @@ class Autoscaler:
             return INVALID_SPEC_RETRY
         try:
             target = await asyncio.to_thread(workload.target_of, spec, self.name, self.namespace)
-            scale = await asyncio.to_thread(workload.read_scale, target)
+            if spec.template is not None:
+                # The owned Deployment is read (and recreated if someone deleted it) on every
+                # round; one that this ScaledApp does not own is never scaled (DeploymentConflict).
+                manifest = owned_deployment(self.body, spec)
+                uid = str(self.body.meta["uid"])
+                action, scale = await asyncio.to_thread(workload.ensure_deployment, manifest, uid)
+                announce_deployment(self.body, action, self.logger)
+            else:
+                scale = await asyncio.to_thread(workload.read_scale, target)
         except TargetError as e:
             await self.not_ready(now, generation, e.reason, e.message)
             return self.backoff()

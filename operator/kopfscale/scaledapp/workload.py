@@ -209,10 +209,23 @@ def deployment_manifest(
     }
 
 
-def ensure_deployment(manifest: Mapping[str, Any], owner_uid: str) -> str:
+def _deployment_state(deployment: Any) -> ScaleState:
+    """The /scale view of a Deployment object we already hold (saves a second request)."""
+    spec, status = deployment.spec, deployment.status
+    labels = (spec.selector.match_labels or {}) if spec and spec.selector else {}
+    return ScaleState(
+        replicas=int(spec.replicas or 0) if spec else 0,
+        status_replicas=int(status.replicas or 0) if status else 0,
+        selector=",".join(f"{k}={v}" for k, v in sorted(labels.items())) or None,
+    )
+
+
+def ensure_deployment(manifest: Mapping[str, Any], owner_uid: str) -> tuple[str, ScaleState]:
     """Create the Deployment, or bring its pod template up to date; never touches its replicas.
 
-    Returns what was done: ``created``, ``updated`` or ``unchanged``.
+    Returns what was done (``created``, ``updated`` or ``unchanged``) and the Deployment's scale.
+    A Deployment of that name that this ScaledApp does not own is never read as its workload,
+    written or scaled: that is a ``DeploymentConflict``.
     """
     apps = kube.apps_v1()
     name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
@@ -227,7 +240,11 @@ def ensure_deployment(manifest: Mapping[str, Any], owner_uid: str) -> str:
         except ApiException as ce:
             if ce.status != 409:  # created concurrently: the next reconcile compares it
                 raise
-        return "created"
+        replicas = int(manifest["spec"]["replicas"])
+        selector = ",".join(
+            f"{k}={v}" for k, v in sorted(manifest["spec"]["selector"]["matchLabels"].items())
+        )
+        return "created", ScaleState(replicas=replicas, status_replicas=0, selector=selector)
     meta = existing.metadata
     assert meta is not None
     owners = meta.owner_references or []
@@ -237,9 +254,10 @@ def ensure_deployment(manifest: Mapping[str, Any], owner_uid: str) -> str:
             f"a Deployment named {name} already exists and is not owned by this ScaledApp; "
             "rename the ScaledApp or use spec.scaleTargetRef to scale that Deployment",
         )
+    state = _deployment_state(existing)
     wanted = manifest["metadata"]["annotations"][TEMPLATE_HASH_ANNOTATION]
     if (meta.annotations or {}).get(TEMPLATE_HASH_ANNOTATION) == wanted:
-        return "unchanged"
+        return "unchanged", state
     patch = [
         {"op": "replace", "path": "/spec/template", "value": manifest["spec"]["template"]},
         {
@@ -251,7 +269,7 @@ def ensure_deployment(manifest: Mapping[str, Any], owner_uid: str) -> str:
     apps.patch_namespaced_deployment(
         name, namespace, patch, _content_type="application/json-patch+json", _request_timeout=REQUEST_TIMEOUT
     )
-    return "updated"
+    return "updated", state
 
 
 def patch_status(name: str, namespace: str, status: Mapping[str, Any]) -> None:
