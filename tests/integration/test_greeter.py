@@ -453,3 +453,11 @@ def test_spec_changes_converge_without_write_loops(
     )
     wait_ready(api, namespace, "hello", 1)
     assert_quiet(api, namespace, "hello")
+
+
+def test_runs_in_a_namespace_enforcing_the_restricted_pod_security_standard(
+    cluster: Cluster, api: pykube.HTTPClient, namespace: str, operator: KopfRunner
+) -> None:
+    cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    apply(cluster, namespace, greeter(replicas=2))
+    wait_ready(api, namespace, "hello", 2)
