@@ -202,26 +202,36 @@ class Api:
             await self.create("/api/v1/namespaces", {"metadata": {"name": name}})
 
     async def delete_namespace(self, name: str, wait: float = 0.0, paths: tuple[str, ...] = ()) -> bool:
-        """Delete the namespace; with ``wait``, until it is gone — or, when ``paths`` are given, until
-        those collections in it are empty (Pods then terminate in the background) — True if so."""
-        for path in paths[
-            :1
-        ]:  # the owners first (GC takes the rest): the namespace controller is slow to start
-            with contextlib.suppress(ApiError, TimeoutError):
-                await self.request("DELETE", path, {"propagationPolicy": "Background"}, seconds=180)
-        with contextlib.suppress(ApiError):
-            await self.request("DELETE", f"/api/v1/namespaces/{name}")
+        """Delete the namespace; with ``wait``, until it is gone, or, when ``paths`` are given, until
+        those collections in it are empty (Pods then terminate in the background); True if so.
+
+        The owners (``paths[0]``) are deleted first, one by one (GC takes their children): the
+        namespace controller is slow to start, and one DELETE of a large collection can outlast the
+        apiserver's request timeout."""
+        failures = (ApiError, TimeoutError, aiohttp.ClientError)
+
+        async def delete(path: str) -> None:
+            with contextlib.suppress(*failures):
+                await self.request("DELETE", path)
+
+        if paths:
+            with contextlib.suppress(*failures):
+                owners, _ = await self.list(paths[0])
+                await asyncio.gather(*(delete(f"{paths[0]}/{o['metadata']['name']}") for o in owners))
+        await delete(f"/api/v1/namespaces/{name}")
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            if paths:
-                if not any([(await self.get(p + "?limit=1")).get("items") for p in paths]):
-                    return True
-            else:
-                try:
-                    await self.get(f"/api/v1/namespaces/{name}")
-                except ApiError as e:
-                    if e.status == 404:
+            try:
+                if paths:
+                    if not any([(await self.get(p + "?limit=1")).get("items") for p in paths]):
                         return True
+                else:
+                    await self.get(f"/api/v1/namespaces/{name}")
+            except ApiError as e:
+                if e.status == 404:
+                    return True
+            except (TimeoutError, aiohttp.ClientError):
+                pass
             await asyncio.sleep(0.5)
         return wait <= 0
 

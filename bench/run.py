@@ -23,6 +23,7 @@ import os
 import platform
 import subprocess
 import time
+import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,7 @@ async def main_async(cfg: Config, out: Path) -> dict[str, Any]:
         print(f"kopfscale watching after {ready_in:.1f} s; footprint with 0 objects")
         await asyncio.sleep(3)
         results["footprint"]["0"] = await footprint(bench, kopfscale, cfg, None)
+        checkpoint(out, results)
         if "burst" in cfg.scenarios:
             print("== burst: N Greeters created at once")
             results["burst"] = {"kopfscale": await burst.run(bench, kopfscale, cfg.burst_sizes)}
@@ -162,6 +164,7 @@ async def main_async(cfg: Config, out: Path) -> dict[str, Any]:
                 "kopfscale": await steady.windows(bench, kopfscale, watched, count, seconds),
             }
             results["footprint"][str(2 * mid)] = results["steady"]["kopfscale"]
+            checkpoint(out, results)
             if cfg.baseline:
                 await kopfscale.stop()
                 await baseline.start(within=600)
@@ -232,7 +235,16 @@ def main() -> None:
         cfg = config(args.quick)
         cfg.baseline = not args.no_baseline
         cfg.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-        results = asyncio.run(main_async(cfg, out))
+        try:
+            results = asyncio.run(main_async(cfg, out))
+        except Exception:
+            partial = out / "results.partial.json"
+            if not partial.exists():
+                raise
+            traceback.print_exc()
+            print("bench: the run failed; reporting what it measured before the failure")
+            results = json.loads(partial.read_text())
+            results["failed"] = traceback.format_exc(limit=3)
         (out / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
     markdown = report.markdown(results)
     (out / "results.md").write_text(markdown)
