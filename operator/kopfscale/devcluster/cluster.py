@@ -30,7 +30,7 @@ from kopfscale.devcluster.binaries import Binaries, ensure_built
 
 logger = logging.getLogger(__name__)
 
-SERVICE_CIDR = "10.0.0.0/24"
+SERVICE_CIDR = "10.0.0.0/16"  # room for thousands of Services (a /24 runs out at 253)
 POD_CIDR = "10.244.0.0/16"
 _PR_SET_PDEATHSIG = 1
 
