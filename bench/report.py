@@ -46,6 +46,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"1-minute load average at the start {env.get('loadavg_at_start', float('nan')):.1f}, after each "
         f"scenario {env.get('loadavg_by_scenario', {})} (other work on the machine skews timings).",
         "",
+        *(f"**Note:** {note}" for note in r.get("notes", [])),
+        "",
         "Every figure: **median (min-max)** over the runs or windows said in its row; `(1 run)` where "
         "time allowed only one. Latencies are seen by the benchmark driver's own watches on the "
         "apiserver; API requests are counted by a reverse proxy that only the process under test goes "

@@ -224,6 +224,8 @@ def main() -> None:
     parser.add_argument(
         "--scenarios", default="burst,reaction,steady", help="comma-separated subset of burst,reaction,steady"
     )
+    parser.add_argument("--burst", help="override the burst sizes, e.g. 1:3,100:3 (N:runs)")
+    parser.add_argument("--reaction", help="override the reaction sizes, e.g. 1:3,1000:1 (N:step pairs)")
     parser.add_argument("--out", type=Path, help="results directory (default bench/results, or .../quick)")
     parser.add_argument("--report-only", action="store_true", help="re-render results.json in --out")
     args = parser.parse_args()
@@ -235,6 +237,10 @@ def main() -> None:
         cfg = config(args.quick)
         cfg.baseline = not args.no_baseline
         cfg.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+        if args.burst:
+            cfg.burst_sizes = {int(a): int(b) for a, b in (x.split(":") for x in args.burst.split(","))}
+        if args.reaction:
+            cfg.reaction_sizes = {int(a): int(b) for a, b in (x.split(":") for x in args.reaction.split(","))}
         try:
             results = asyncio.run(main_async(cfg, out))
         except Exception:
