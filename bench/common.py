@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 REPO = Path(__file__).resolve().parent.parent
 GROUP, VERSION = "kopfscale.dev", "v1"
@@ -299,3 +300,19 @@ def condition(obj: dict[str, Any], kind: str) -> str | None:
         if c.get("type") == kind:
             return str(c.get("status"))
     return None
+
+
+async def serve_on_loopback(runner: web.AppRunner, port: int, port_file: Path) -> None:
+    """Serve on 127.0.0.1 (port 0: any free one), write the bound port to ``port_file`` for the
+    parent process to read, and run until cancelled."""
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024)
+    await site.start()
+    server = site._server
+    assert server is not None
+    bound = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    await asyncio.to_thread(port_file.write_text, str(bound))
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

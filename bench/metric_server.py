@@ -15,6 +15,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from bench.common import serve_on_loopback
+
 DEFAULT = 10.0
 
 
@@ -35,18 +37,7 @@ def make_app() -> web.Application:
 
 
 async def serve(port: int, port_file: Path) -> None:
-    runner = web.AppRunner(make_app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024)
-    await site.start()
-    server = site._server
-    assert server is not None
-    bound = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    await asyncio.to_thread(port_file.write_text, str(bound))
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await runner.cleanup()
+    await serve_on_loopback(web.AppRunner(make_app(), access_log=None), port, port_file)
 
 
 def main() -> None:

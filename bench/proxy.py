@@ -23,6 +23,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from bench.common import serve_on_loopback
+
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
 READ_VERBS = ("GET", "LIST", "WATCH")
 _HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "authorization", "upgrade"}
@@ -120,18 +122,7 @@ async def serve(upstream: str, pki: Path, port: int, port_file: Path) -> None:
     app.on_cleanup.append(proxy.close)
     app.router.add_get("/__bench/counts", proxy.counts_view)
     app.router.add_route("*", "/{tail:.*}", proxy.forward)
-    runner = web.AppRunner(app, access_log=None, handle_signals=True)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024)
-    await site.start()
-    server = site._server
-    assert server is not None
-    bound = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    await asyncio.to_thread(port_file.write_text, str(bound))
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await runner.cleanup()
+    await serve_on_loopback(web.AppRunner(app, access_log=None, handle_signals=True), port, port_file)
 
 
 def main() -> None:
