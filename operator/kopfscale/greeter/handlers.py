@@ -10,6 +10,11 @@ if it changed). What differs between handlers is only *why* they run:
   kopf re-lists the children whenever its watch restarts (``settings.watching``), which also
   re-runs this for every child now and then, a slow safety net for a failed repair.
 
+Reads come from kopf indexes of the Greeters and their children (:mod:`cache`), not from the
+apiserver: a child's status update (the controller-manager writes several per rollout) then
+costs no request at all unless the Greeter's status changes, and a burst of creations costs the
+creations and the status writes, nothing more.
+
 No timers or daemons: kopf would put a finalizer on every Greeter to stop them, and deletion
 must stay plain garbage collection.
 
@@ -28,7 +33,7 @@ from typing import Any, cast
 import kopf
 
 from kopfscale import GROUP, VERSION, settings
-from kopfscale.greeter import manifests, reconcile
+from kopfscale.greeter import cache, manifests, reconcile
 
 PLURAL = reconcile.PLURAL
 #: The API the handlers use; tests may replace it with a fake that counts writes.
@@ -64,25 +69,59 @@ def _event_reason(action: reconcile.Action, drift: bool) -> str:
     return "Created" if action.verb == "created" else "Updated"
 
 
+# --- the indexes: what the watches last saw, trimmed to what the controller reads ---------------
+@kopf.index(GROUP, VERSION, PLURAL)
+def greeter_index(body: kopf.Body, **_: Any) -> dict[cache.Key, reconcile.Body]:
+    return {cache.key_of(body): cache.trim_greeter(body)}
+
+
+@kopf.index("apps", "v1", "deployments", labels=dict(manifests.CHILD_SELECTOR_LABELS))
+def greeter_deployment_index(body: kopf.Body, **_: Any) -> dict[cache.Key, reconcile.Body]:
+    return {cache.key_of(body): cache.trim_child(body)}
+
+
+@kopf.index("", "v1", "services", labels=dict(manifests.CHILD_SELECTOR_LABELS))
+def greeter_service_index(body: kopf.Body, **_: Any) -> dict[cache.Key, reconcile.Body]:
+    return {cache.key_of(body): cache.trim_child(body)}
+
+
+def api_for(indexes: Mapping[str, Any]) -> reconcile.Api:
+    """Reads from kopf's indexes when the handler was given them (always, in the operator)."""
+    try:
+        return cache.CachedApi(
+            api,
+            indexes["greeter_index"],
+            indexes["greeter_deployment_index"],
+            indexes["greeter_service_index"],
+        )
+    except KeyError:
+        return api
+
+
 def reconcile_greeter(
-    greeter: Mapping[str, Any], logger: logging.Logger | logging.LoggerAdapter[Any], *, warn: bool = True
+    greeter: Mapping[str, Any],
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    *,
+    warn: bool = True,
+    via: reconcile.Api | None = None,
 ) -> reconcile.Result:
     """Make the children and status match ``greeter``; report failures, then re-raise them."""
+    api_ = via if via is not None else api
     meta = greeter["metadata"]
     config = settings.load()
     # The spec was already fully applied once: any difference now is someone else's change.
     drift = (greeter.get("status") or {}).get("observedGeneration") == meta.get("generation")
     with _lock_for(meta["uid"]):
         try:
-            result = reconcile.ensure_children(api, greeter, config)
+            result = reconcile.ensure_children(api_, greeter, config)
         except reconcile.ChildTerminating:
-            reconcile.sync_status(api, greeter, config)
+            reconcile.sync_status(api_, greeter, config)
             raise
         except reconcile.ReconcileError as e:
             # kopf logs the TemporaryError (and posts it); the Warning event below is ours.
             logger.debug(f"Greeter {meta['name']} is not reconciled: {e}")
             try:
-                reconcile.sync_status(api, greeter, config, failure=e.failure())
+                reconcile.sync_status(api_, greeter, config, failure=e.failure())
             except reconcile.ReconcileError as status_error:
                 logger.warning(f"could not report the failure in status: {status_error}")
             if warn:
@@ -95,7 +134,7 @@ def reconcile_greeter(
                 message += " (it had been changed or deleted outside the Greeter)"
             kopf.info(_event_target(greeter), reason=reason, message=message[0].upper() + message[1:])
         reconcile.sync_status(
-            api, greeter, config, deployment=result.deployment, service=result.service, known_children=True
+            api_, greeter, config, deployment=result.deployment, service=result.service, known_children=True
         )
         return result
 
@@ -103,10 +142,10 @@ def reconcile_greeter(
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
-def reconcile_children(body: kopf.Body, retry: int, logger: kopf.Logger, **_: Any) -> None:
+def reconcile_children(body: kopf.Body, retry: int, logger: kopf.Logger, **kwargs: Any) -> None:
     """The Greeter changed (or we restarted): converge, retrying failures with backoff."""
     try:
-        reconcile_greeter(body, logger)
+        reconcile_greeter(body, logger, via=api_for(kwargs))
     except reconcile.ChildTerminating as e:
         raise kopf.TemporaryError(str(e), delay=1) from e
     except reconcile.ReconcileError as e:
@@ -127,7 +166,7 @@ def _owning_greeter(child: Mapping[str, Any]) -> tuple[str, str] | None:
 
 @kopf.on.event("apps", "v1", "deployments", labels=dict(manifests.CHILD_SELECTOR_LABELS))
 @kopf.on.event("", "v1", "services", labels=dict(manifests.CHILD_SELECTOR_LABELS))
-def child_changed(body: kopf.Body, type: str | None, logger: kopf.Logger, **_: Any) -> None:
+def child_changed(body: kopf.Body, type: str | None, logger: kopf.Logger, **kwargs: Any) -> None:
     """A child was added, changed or deleted: repair drift now and refresh the owner's status.
 
     Event handlers are not retried by kopf, so transient failures are retried here briefly;
@@ -140,14 +179,15 @@ def child_changed(body: kopf.Body, type: str | None, logger: kopf.Logger, **_: A
     namespace = body.metadata.namespace
     if namespace is None:
         return
+    via = api_for(kwargs)  # one for all attempts: what refused a write is then read from the apiserver
     for attempt in range(DRIFT_ATTEMPTS):
-        greeter = api.get_greeter(namespace, name)
+        greeter = via.get_greeter(namespace, name)
         if greeter is None or greeter["metadata"].get("uid") != uid:
             return  # The owner is gone: garbage collection takes the child; nothing to restore.
         if greeter["metadata"].get("deletionTimestamp"):
             return
         try:
-            reconcile_greeter(greeter, logger, warn=attempt == DRIFT_ATTEMPTS - 1)
+            reconcile_greeter(greeter, logger, warn=attempt == DRIFT_ATTEMPTS - 1, via=via)
             return
         except reconcile.ChildTerminating:
             return  # Its DELETED event follows; the child is recreated then.

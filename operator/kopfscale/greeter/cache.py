@@ -1,0 +1,145 @@
+"""Reads from what kopf's watches last saw, so that a reconciliation costs requests only to write.
+
+kopf keeps three in-memory indexes for us (declared in :mod:`handlers`): every Greeter, and
+every labelled child Deployment and Service, each trimmed to the fields the controller compares
+and reports. :class:`CachedApi` answers reads from them and sends writes to the apiserver.
+
+An index can lag the apiserver by the time a watch event takes to arrive. That is safe because
+every write is conditional (``metadata.resourceVersion``, or AlreadyExists on create): a write
+based on a stale read is refused with HTTP 409, and from then on this reconciliation reads that
+object from the apiserver instead. A missed change is never overwritten; the lag only costs a
+refused write now and then. A change the index has not seen yet triggers its own watch event,
+which reconciles again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+
+from kopfscale.greeter.reconcile import Api, Body, Kind
+
+Key = tuple[str, str]  # (namespace, name)
+ObjectIndex = Mapping[Key, Any]  # a kopf.Index: key -> kopf.Store of trimmed bodies
+
+#: Metadata the controller reads; the rest (managedFields, annotations) would only cost memory.
+_METADATA = ("name", "namespace", "uid", "generation", "resourceVersion", "deletionTimestamp")
+_CHILD_METADATA = (*_METADATA, "labels", "ownerReferences")
+
+
+def _pick(mapping: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: mapping[k] for k in keys if mapping.get(k) is not None}
+
+
+def trim_greeter(body: Mapping[str, Any]) -> Body:
+    """The Greeter as the controller needs it: identity, generation, spec and status."""
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": _pick(body.get("metadata") or {}, _METADATA),
+        "spec": dict(body.get("spec") or {}),
+        "status": dict(body.get("status") or {}),
+    }
+
+
+def trim_child(body: Mapping[str, Any]) -> Body:
+    """A child as the controller compares it: our labels and owner, its spec, its status."""
+    return {
+        "kind": body.get("kind"),
+        "metadata": _pick(body.get("metadata") or {}, _CHILD_METADATA),
+        "spec": dict(body.get("spec") or {}),
+        "status": dict(body.get("status") or {}),
+    }
+
+
+def key_of(body: kopf.Body | Mapping[str, Any]) -> Key:
+    meta = body["metadata"]
+    return str(meta.get("namespace")), str(meta["name"])
+
+
+def lookup(index: ObjectIndex, namespace: str, name: str) -> Body | None:
+    """The indexed body of one object (names are unique per namespace and kind), or None."""
+    try:
+        store = index[(namespace, name)]
+    except KeyError:
+        return None
+    # The watch may replace the value meanwhile (kopf updates indexes on the event loop, the
+    # handlers run in threads); copying the values is atomic enough, a retry covers the rest.
+    for _ in range(3):
+        try:
+            values = list(store)
+        except RuntimeError:
+            continue
+        return dict(values[0]) if values else None
+    return None
+
+
+class CachedApi:
+    """An :class:`Api` that reads from kopf's indexes and falls back to the apiserver after a 409.
+
+    One instance serves one reconciliation: the objects that refused a write are read fresh
+    for the rest of it, and the objects it wrote are read as the apiserver returned them (the
+    index has not seen those writes yet).
+    """
+
+    def __init__(
+        self, api: Api, greeters: ObjectIndex, deployments: ObjectIndex, services: ObjectIndex
+    ) -> None:
+        self._api = api
+        self._indexes: dict[str, ObjectIndex] = {
+            "Greeter": greeters,
+            "Deployment": deployments,
+            "Service": services,
+        }
+        self._fresh: set[tuple[str, str, str]] = set()
+        self._written: dict[tuple[str, str, str], Body] = {}
+
+    def _read(self, kind: str, namespace: str, name: str) -> Body | None:
+        written = self._written.get((kind, namespace, name))
+        return dict(written) if written is not None else lookup(self._indexes[kind], namespace, name)
+
+    def _wrote(self, kind: str, namespace: str, name: str, body: Body) -> Body:
+        self._written[(kind, namespace, name)] = body
+        self._fresh.discard((kind, namespace, name))
+        return body
+
+    def _refused(self, kind: str, namespace: str, name: str, e: ApiException) -> None:
+        if e.status in (404, 409):
+            self._fresh.add((kind, namespace, name))
+
+    def get_child(self, kind: Kind, namespace: str, name: str) -> Body | None:
+        if (kind, namespace, name) in self._fresh:
+            return self._api.get_child(kind, namespace, name)
+        return self._read(kind, namespace, name)
+
+    def create_child(self, kind: Kind, namespace: str, body: Body) -> Body:
+        try:
+            created = self._api.create_child(kind, namespace, body)
+        except ApiException as e:
+            self._refused(kind, namespace, body["metadata"]["name"], e)
+            raise
+        return self._wrote(kind, namespace, body["metadata"]["name"], created)
+
+    def patch_child(self, kind: Kind, namespace: str, name: str, patch: Body) -> Body:
+        try:
+            patched = self._api.patch_child(kind, namespace, name, patch)
+        except ApiException as e:
+            self._refused(kind, namespace, name, e)
+            raise
+        return self._wrote(kind, namespace, name, patched)
+
+    def get_greeter(self, namespace: str, name: str) -> Body | None:
+        if ("Greeter", namespace, name) in self._fresh:
+            return self._api.get_greeter(namespace, name)
+        return self._read("Greeter", namespace, name)
+
+    def patch_greeter_status(self, namespace: str, name: str, patch: Body) -> Body:
+        try:
+            patched = self._api.patch_greeter_status(namespace, name, patch)
+        except ApiException as e:
+            self._refused("Greeter", namespace, name, e)
+            raise
+        return self._wrote("Greeter", namespace, name, patched)

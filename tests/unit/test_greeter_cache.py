@@ -1,0 +1,95 @@
+"""Reconciling from kopf's indexes: no reads from the apiserver, and a stale index loses nothing.
+
+The indexes here are plain dicts shaped like kopf's (key -> collection of trimmed bodies),
+filled from the fake apiserver of ``test_greeter_reconcile`` as a watch would fill them.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from kopfscale.greeter import cache, reconcile
+from tests.unit.test_greeter_reconcile import SETTINGS, Body, FakeApi, converge, new_greeter
+
+
+class CountingApi(FakeApi):
+    """The fake apiserver, counting reads too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[tuple[str, str]] = []
+
+    def get_child(self, kind: str, namespace: str, name: str) -> Body | None:
+        self.reads.append((kind, name))
+        return super().get_child(kind, namespace, name)
+
+
+def watched(api: FakeApi) -> dict[str, dict[cache.Key, list[Body]]]:
+    """What the watches would have indexed by now: every object as the fake holds it."""
+    indexes: dict[str, dict[cache.Key, list[Body]]] = {"Greeter": {}, "Deployment": {}, "Service": {}}
+    for (kind, namespace, name), body in api.objects.items():
+        trim = cache.trim_greeter if kind == "Greeter" else cache.trim_child
+        indexes[kind][(namespace, name)] = [trim(copy.deepcopy(body))]
+    return indexes
+
+
+def cached(api: FakeApi, indexes: dict[str, Any]) -> cache.CachedApi:
+    return cache.CachedApi(api, indexes["Greeter"], indexes["Deployment"], indexes["Service"])
+
+
+def test_a_converged_greeter_costs_no_request_at_all() -> None:
+    api = CountingApi()
+    converge(api, new_greeter(api))
+    indexes = watched(api)
+    api.reads.clear()
+    api.writes.clear()
+    via = cached(api, indexes)
+    greeter = via.get_greeter("ns", "hello")
+    assert greeter is not None
+    assert converge(via, greeter).actions == []  # type: ignore[arg-type]
+    assert (api.reads, api.writes) == ([], [])
+
+
+def test_a_stale_index_costs_one_refused_write_then_converges_from_the_apiserver() -> None:
+    api = CountingApi()
+    greeter = new_greeter(api)
+    converge(api, greeter)
+    stale = watched(api)
+    # Someone scales the Deployment; the watch has not delivered it yet, and the index still
+    # shows the old (matching) object, so the reconciliation sees nothing to do ...
+    api.objects[("Deployment", "ns", "hello")]["spec"]["replicas"] = 7
+    api.objects[("Deployment", "ns", "hello")]["metadata"]["resourceVersion"] = "999"
+    assert converge(cached(api, stale), greeter).actions == []  # type: ignore[arg-type]
+    # ... until that event arrives: now it is repaired, with a conditional write.
+    fresh = watched(api)
+    result = converge(cached(api, fresh), greeter)  # type: ignore[arg-type]
+    assert [(a.kind, a.fields) for a in result.actions] == [("Deployment", ("spec.replicas",))]
+    assert api.objects[("Deployment", "ns", "hello")]["spec"]["replicas"] == 1
+
+    # An index that claims a change the apiserver no longer has: the write is refused (409),
+    # the object is read from the apiserver, and nothing more is written.
+    api.objects[("Deployment", "ns", "hello")]["metadata"]["resourceVersion"] = "1000"
+    outdated = watched(api)
+    outdated["Deployment"][("ns", "hello")][0]["spec"]["replicas"] = 5
+    outdated["Deployment"][("ns", "hello")][0]["metadata"]["resourceVersion"] = "998"
+    api.writes.clear()
+    api.reads.clear()
+    via = cached(api, outdated)
+    current = via.get_greeter("ns", "hello")
+    assert current is not None
+    assert converge(via, current).actions == []  # type: ignore[arg-type]
+    assert api.writes == []
+    assert api.reads == [("Deployment", "hello")]
+
+
+def test_a_child_missing_from_a_late_index_is_not_created_twice() -> None:
+    api = CountingApi()
+    greeter = new_greeter(api)
+    converge(api, greeter)
+    late = watched(api)
+    del late["Service"][("ns", "hello")]
+    api.writes.clear()
+    result = reconcile.ensure_children(cached(api, late), greeter, SETTINGS)
+    assert result.actions == []
+    assert api.writes == []  # the create was refused (AlreadyExists), then the Service compared
