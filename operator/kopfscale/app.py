@@ -6,6 +6,8 @@ below apply however the operator is started (CLI, tests with KopfRunner, the con
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 from typing import Any
 
@@ -27,6 +29,18 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     tests, or by `make run` for the local control plane) is honoured without a noisy failure.
     """
     return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+#: Threads for the autoscaling loops' blocking API calls (``asyncio.to_thread``). The default
+#: pool has cpu+4 threads, which queued a thousand loops' calls behind each other.
+IO_THREADS = 32
+
+
+@kopf.on.startup()
+async def widen_thread_pool(**_: Any) -> None:
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="kopfscale-io")
+    )
 
 
 @kopf.on.startup()

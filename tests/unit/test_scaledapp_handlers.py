@@ -160,3 +160,31 @@ def test_observe_mode_never_scales_but_tells(monkeypatch: pytest.MonkeyPatch) ->
     assert fake.scaled == []
     assert [e[1] for e in fake.events] == ["WouldScaleUp"]
     assert fake.status_patches[0]["desiredReplicas"] == 5 and fake.status_patches[0]["replicas"] == 1
+
+
+def _owned(template_hash: str, **changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "metadata": {
+            "ownerReferences": [{"uid": "sa-uid"}],
+            "annotations": {workload.TEMPLATE_HASH_ANNOTATION: template_hash},
+        },
+        "spec": {"replicas": 3, "selector": {"matchLabels": {workload.SCALEDAPP_LABEL: "web"}}},
+        "status": {"replicas": 2},
+    }
+    body["metadata"].update(changes)
+    return body
+
+
+def test_a_settled_deployment_is_read_from_the_watch_and_anything_else_from_the_apiserver() -> None:
+    manifest = workload.deployment_manifest("web", "ns", {"spec": {"containers": []}}, 1)
+    wanted = manifest["metadata"]["annotations"][workload.TEMPLATE_HASH_ANNOTATION]
+    state = workload.indexed_state(workload.trim_deployment(_owned(wanted)), manifest, "sa-uid")
+    assert state == ScaleState(replicas=3, status_replicas=2, selector=f"{workload.SCALEDAPP_LABEL}=web")
+    # Unknown, out of date, foreign or going away: the apiserver decides (ensure_deployment).
+    assert workload.indexed_state(None, manifest, "sa-uid") is None
+    for body in (
+        _owned("stale-hash"),
+        _owned(wanted, ownerReferences=[{"uid": "someone-else"}]),
+        _owned(wanted, deletionTimestamp="2026-11-26T00:00:00Z"),
+    ):
+        assert workload.indexed_state(workload.trim_deployment(body), manifest, "sa-uid") is None

@@ -9,6 +9,11 @@
   status only when something in it changed. Its errors never escape: a broken target shows as
   ``Ready=False`` and is retried with backoff, a broken metric source as a Warning event and the
   metric's ``error`` in status.
+
+The owned Deployments are watched (a kopf index, ``scaledapp_deployment_index``): a round reads
+its Deployment's replicas from there and asks the apiserver only when the Deployment is
+missing, foreign or out of date. A settled ScaledApp therefore costs no request per round
+beyond its metric reads.
 """
 
 from __future__ import annotations
@@ -79,6 +84,20 @@ async def close_http_session(memo: kopf.Memo, **_: Any) -> None:
 
 
 # --- the workload ---------------------------------------------------------------------------------------
+@kopf.index("apps", "v1", "deployments", labels={workload.SCALEDAPP_LABEL: kopf.PRESENT})
+def scaledapp_deployment_index(
+    body: kopf.Body, namespace: str | None, name: str, **_: Any
+) -> dict[tuple[str | None, str], dict[str, Any]]:
+    return {(namespace, name): workload.trim_deployment(body)}
+
+
+def indexed_deployment(index: Mapping[Any, Any] | None, namespace: str, name: str) -> dict[str, Any] | None:
+    if index is None or (namespace, name) not in index:
+        return None
+    values = list(index[(namespace, name)])
+    return dict(values[0]) if values else None
+
+
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
@@ -112,9 +131,14 @@ def reconcile_workload(
 # --- the autoscaling loop ------------------------------------------------------------------------------
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
 async def autoscale(
-    body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, logger: kopf.Logger, **_: Any
+    body: kopf.Body,
+    memo: kopf.Memo,
+    stopped: kopf.DaemonStopped,
+    logger: kopf.Logger,
+    scaledapp_deployment_index: kopf.Index[Any, Any] | None = None,
+    **_: Any,
 ) -> None:
-    loop = Autoscaler(body, memo.get(HTTP_MEMO_KEY), logger)
+    loop = Autoscaler(body, memo.get(HTTP_MEMO_KEY), logger, scaledapp_deployment_index)
     try:
         await _run(loop, body, stopped, logger)
     finally:
@@ -145,9 +169,14 @@ class Autoscaler:
     """The state of one ScaledApp's loop, kept between rounds (and in status across restarts)."""
 
     def __init__(
-        self, body: kopf.Body, http: aiohttp.ClientSession | None, logger: kopf.Logger | logging.Logger
+        self,
+        body: kopf.Body,
+        http: aiohttp.ClientSession | None,
+        logger: kopf.Logger | logging.Logger,
+        deployments: Mapping[Any, Any] | None = None,
     ) -> None:
         self.body = body
+        self.deployments = deployments
         self.http = http
         self.logger = logger
         previous = body.get("status") or {}
@@ -188,15 +217,21 @@ class Autoscaler:
             )
             return INVALID_SPEC_RETRY
         try:
-            target = await asyncio.to_thread(workload.target_of, spec, self.name, self.namespace)
             if spec.template is not None:
-                # The owned Deployment is read (and recreated if someone deleted it) on every
+                target = workload.target_of(spec, self.name, self.namespace)  # no lookup needed
+                # The owned Deployment is checked (and recreated if someone deleted it) on every
                 # round; one that this ScaledApp does not own is never scaled (DeploymentConflict).
                 manifest = owned_deployment(self.body, spec)
                 uid = str(self.body.meta["uid"])
-                action, scale = await asyncio.to_thread(workload.ensure_deployment, manifest, uid)
-                announce_deployment(self.body, action, self.logger)
+                indexed = indexed_deployment(self.deployments, self.namespace, self.name)
+                known = workload.indexed_state(indexed, manifest, uid)
+                if known is not None:
+                    scale = known
+                else:
+                    action, scale = await asyncio.to_thread(workload.ensure_deployment, manifest, uid)
+                    announce_deployment(self.body, action, self.logger)
             else:
+                target = await asyncio.to_thread(workload.target_of, spec, self.name, self.namespace)
                 scale = await asyncio.to_thread(workload.read_scale, target)
         except TargetError as e:
             await self.not_ready(now, generation, e.reason, e.message)

@@ -220,6 +220,40 @@ def _deployment_state(deployment: Any) -> ScaleState:
     )
 
 
+def trim_deployment(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What :func:`indexed_state` needs of an owned Deployment; kept in a kopf index per object."""
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    return {
+        "owners": sorted(str(o.get("uid")) for o in meta.get("ownerReferences") or []),
+        "templateHash": (meta.get("annotations") or {}).get(TEMPLATE_HASH_ANNOTATION),
+        "deleting": bool(meta.get("deletionTimestamp")),
+        "replicas": int(spec.get("replicas") or 0),
+        "statusReplicas": int((body.get("status") or {}).get("replicas") or 0),
+        "matchLabels": dict((spec.get("selector") or {}).get("matchLabels") or {}),
+    }
+
+
+def indexed_state(
+    indexed: Mapping[str, Any] | None, manifest: Mapping[str, Any], owner_uid: str
+) -> ScaleState | None:
+    """The scale of the owned Deployment as the watch last saw it, if nothing needs doing to it.
+
+    ``None`` means "ask the apiserver": the Deployment is unknown, being deleted, not ours, or
+    its pod template is out of date; :func:`ensure_deployment` then creates, updates or refuses.
+    """
+    if indexed is None or indexed["deleting"] or owner_uid not in indexed["owners"]:
+        return None
+    if indexed["templateHash"] != manifest["metadata"]["annotations"][TEMPLATE_HASH_ANNOTATION]:
+        return None
+    labels = indexed["matchLabels"]
+    return ScaleState(
+        replicas=indexed["replicas"],
+        status_replicas=indexed["statusReplicas"],
+        selector=",".join(f"{k}={v}" for k, v in sorted(labels.items())) or None,
+    )
+
+
 def ensure_deployment(manifest: Mapping[str, Any], owner_uid: str) -> tuple[str, ScaleState]:
     """Create the Deployment, or bring its pod template up to date; never touches its replicas.
 
