@@ -7,6 +7,7 @@ match exactly one value, which must be a number or a numeric string.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -60,10 +61,20 @@ def parse_document(body: bytes) -> Any:
         raise SourceError(f"response is not valid JSON ({e}): {snippet!r}") from None
 
 
+#: Distinct JSONPaths kept compiled. jsonpath-ng builds a PLY lexer and parser for every parse:
+#: about 3 ms, which was three quarters of the operator's CPU with 300 ScaledApps polling.
+COMPILED_PATHS = 4096
+
+
+@functools.lru_cache(maxsize=COMPILED_PATHS)
+def compile_path(value_location: str) -> Any:
+    return parse_jsonpath(value_location)
+
+
 def extract_value(doc: Any, value_location: str) -> float:
     """The single number at ``value_location`` (JSONPath) in ``doc``; :class:`SourceError` otherwise."""
     try:
-        path = parse_jsonpath(value_location)
+        path = compile_path(value_location)
     except Exception as e:  # jsonpath-ng raises assorted lexer/parser errors (and sometimes plain Exception)
         raise SourceError(f"invalid valueLocation {value_location!r}: {e}") from None
     try:
