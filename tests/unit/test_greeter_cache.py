@@ -93,3 +93,24 @@ def test_a_child_missing_from_a_late_index_is_not_created_twice() -> None:
     result = reconcile.ensure_children(cached(api, late), greeter, SETTINGS)
     assert result.actions == []
     assert api.writes == []  # the create was refused (AlreadyExists), then the Service compared
+
+
+def test_our_own_writes_stand_in_for_events_the_index_has_not_seen_yet() -> None:
+    api = CountingApi()
+    greeter = new_greeter(api)
+    empty: dict[str, dict[cache.Key, list[Body]]] = {"Greeter": {}, "Deployment": {}, "Service": {}}
+    recent = cache.RecentWrites()
+    first = cache.CachedApi(api, empty["Greeter"], empty["Deployment"], empty["Service"], recent)
+    assert len(reconcile.ensure_children(first, greeter, SETTINGS).actions) == 2
+    api.writes.clear()
+    # The Deployment's event arrives first and triggers a reconciliation; the Service's event
+    # is still queued. Nothing is created twice, and nothing is even attempted.
+    late = watched(api)
+    del late["Service"][("ns", "hello")]
+    second = cache.CachedApi(api, late["Greeter"], late["Deployment"], late["Service"], recent)
+    assert reconcile.ensure_children(second, greeter, SETTINGS).actions == []
+    assert (api.writes, api.reads) == ([], [])
+    # Once the watch delivers that version, the index is trusted again.
+    recent.seen("Service", api.objects[("Service", "ns", "hello")])
+    recent.seen("Deployment", api.objects[("Deployment", "ns", "hello")])
+    assert len(recent) == 0

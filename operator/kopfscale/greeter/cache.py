@@ -14,6 +14,8 @@ which reconciles again.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -77,6 +79,51 @@ def lookup(index: ObjectIndex, namespace: str, name: str) -> Body | None:
     return None
 
 
+class RecentWrites:
+    """Objects as our own writes returned them, until the watch delivers that very version.
+
+    Without it, the reconciliation triggered by one child's event would find the other child
+    (created a moment ago, its event still queued) missing from the index, and try to create it
+    again. An entry is dropped when the index function sees its resourceVersion (events of one
+    object arrive in order, so anything later supersedes it), or after ``ttl`` seconds in case the
+    watch skipped that version (a re-list shows only the latest state).
+    """
+
+    def __init__(self, ttl: float = 30.0) -> None:
+        self.ttl = ttl
+        self._items: dict[tuple[str, str, str], tuple[float, Body]] = {}
+        self._lock = threading.Lock()
+
+    def remember(self, kind: str, body: Body) -> None:
+        trimmed = trim_greeter(body) if kind == "Greeter" else trim_child(body)
+        namespace, name = key_of(body)
+        with self._lock:
+            self._items[(kind, namespace, name)] = (time.monotonic() + self.ttl, trimmed)
+
+    def seen(self, kind: str, body: Mapping[str, Any]) -> None:
+        """The watch delivered this version of the object: the index is now at least as fresh."""
+        namespace, name = key_of(body)
+        with self._lock:
+            entry = self._items.get((kind, namespace, name))
+            if entry is not None and entry[1]["metadata"].get("resourceVersion") == (
+                body.get("metadata") or {}
+            ).get("resourceVersion"):
+                del self._items[(kind, namespace, name)]
+
+    def get(self, kind: str, namespace: str, name: str) -> Body | None:
+        with self._lock:
+            entry = self._items.get((kind, namespace, name))
+            if entry is None:
+                return None
+            if entry[0] < time.monotonic():
+                del self._items[(kind, namespace, name)]
+                return None
+            return dict(entry[1])
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class CachedApi:
     """An :class:`Api` that reads from kopf's indexes and falls back to the apiserver after a 409.
 
@@ -86,9 +133,15 @@ class CachedApi:
     """
 
     def __init__(
-        self, api: Api, greeters: ObjectIndex, deployments: ObjectIndex, services: ObjectIndex
+        self,
+        api: Api,
+        greeters: ObjectIndex,
+        deployments: ObjectIndex,
+        services: ObjectIndex,
+        recent: RecentWrites | None = None,
     ) -> None:
         self._api = api
+        self._recent = recent if recent is not None else RecentWrites()
         self._indexes: dict[str, ObjectIndex] = {
             "Greeter": greeters,
             "Deployment": deployments,
@@ -99,11 +152,15 @@ class CachedApi:
 
     def _read(self, kind: str, namespace: str, name: str) -> Body | None:
         written = self._written.get((kind, namespace, name))
-        return dict(written) if written is not None else lookup(self._indexes[kind], namespace, name)
+        if written is not None:
+            return dict(written)
+        recent = self._recent.get(kind, namespace, name)
+        return recent if recent is not None else lookup(self._indexes[kind], namespace, name)
 
     def _wrote(self, kind: str, namespace: str, name: str, body: Body) -> Body:
         self._written[(kind, namespace, name)] = body
         self._fresh.discard((kind, namespace, name))
+        self._recent.remember(kind, body)
         return body
 
     def _refused(self, kind: str, namespace: str, name: str, e: ApiException) -> None:

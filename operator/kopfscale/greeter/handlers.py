@@ -70,18 +70,25 @@ def _event_reason(action: reconcile.Action, drift: bool) -> str:
 
 
 # --- the indexes: what the watches last saw, trimmed to what the controller reads ---------------
+#: Our writes whose watch events have not been indexed yet (shared by all handlers).
+recent_writes = cache.RecentWrites()
+
+
 @kopf.index(GROUP, VERSION, PLURAL)
 def greeter_index(body: kopf.Body, **_: Any) -> dict[cache.Key, reconcile.Body]:
+    recent_writes.seen("Greeter", body)
     return {cache.key_of(body): cache.trim_greeter(body)}
 
 
 @kopf.index("apps", "v1", "deployments", labels=dict(manifests.CHILD_SELECTOR_LABELS))
 def greeter_deployment_index(body: kopf.Body, **_: Any) -> dict[cache.Key, reconcile.Body]:
+    recent_writes.seen("Deployment", body)
     return {cache.key_of(body): cache.trim_child(body)}
 
 
 @kopf.index("", "v1", "services", labels=dict(manifests.CHILD_SELECTOR_LABELS))
 def greeter_service_index(body: kopf.Body, **_: Any) -> dict[cache.Key, reconcile.Body]:
+    recent_writes.seen("Service", body)
     return {cache.key_of(body): cache.trim_child(body)}
 
 
@@ -93,6 +100,7 @@ def api_for(indexes: Mapping[str, Any]) -> reconcile.Api:
             indexes["greeter_index"],
             indexes["greeter_deployment_index"],
             indexes["greeter_service_index"],
+            recent_writes,
         )
     except KeyError:
         return api
