@@ -110,7 +110,7 @@ def test_our_own_writes_stand_in_for_events_the_index_has_not_seen_yet() -> None
     second = cache.CachedApi(api, late["Greeter"], late["Deployment"], late["Service"], recent)
     assert reconcile.ensure_children(second, greeter, SETTINGS).actions == []
     assert (api.writes, api.reads) == ([], [])
-    # Once the watch delivers that version, the index is trusted again.
-    recent.seen("Service", api.objects[("Service", "ns", "hello")])
-    recent.seen("Deployment", api.objects[("Deployment", "ns", "hello")])
-    assert len(recent) == 0
+    # Once the watch shows the Service (this version or any later one), the index is trusted again.
+    assert recent.newer_than("Service", "ns", "hello", None) is not None
+    assert recent.newer_than("Service", "ns", "hello", {"metadata": {"resourceVersion": "7"}}) is None
+    assert recent.newer_than("Service", "ns", "hello", None) is None

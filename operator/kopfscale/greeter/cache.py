@@ -80,45 +80,42 @@ def lookup(index: ObjectIndex, namespace: str, name: str) -> Body | None:
 
 
 class RecentWrites:
-    """Objects as our own writes returned them, until the watch delivers that very version.
+    """Objects as our own writes returned them, until the index has moved past the state they replaced.
 
     Without it, the reconciliation triggered by one child's event would find the other child
-    (created a moment ago, its event still queued) missing from the index, and try to create it
-    again. An entry is dropped when the index function sees its resourceVersion (events of one
-    object arrive in order, so anything later supersedes it), or after ``ttl`` seconds in case the
-    watch skipped that version (a re-list shows only the latest state).
+    (created a moment ago, its event still queued) missing from the index, and create it again.
+    Each entry remembers the resourceVersion its write was conditional on (none for a create).
+    While the index still shows exactly that state, the write is newer and is what we read; once
+    the index shows anything else, the watch has reached our write or something after it (events
+    of one object arrive in order, and a conditional write leaves no version in between), and the
+    index is trusted again. kopf may skip intermediate events (batching), so the entry is not
+    waited for by version; ``ttl`` bounds how long any entry can matter.
     """
 
     def __init__(self, ttl: float = 30.0) -> None:
         self.ttl = ttl
-        self._items: dict[tuple[str, str, str], tuple[float, Body]] = {}
+        self._items: dict[tuple[str, str, str], tuple[float, str | None, Body]] = {}
         self._lock = threading.Lock()
 
-    def remember(self, kind: str, body: Body) -> None:
+    def remember(self, kind: str, body: Body, based_on: str | None) -> None:
         trimmed = trim_greeter(body) if kind == "Greeter" else trim_child(body)
         namespace, name = key_of(body)
         with self._lock:
-            self._items[(kind, namespace, name)] = (time.monotonic() + self.ttl, trimmed)
+            self._items[(kind, namespace, name)] = (time.monotonic() + self.ttl, based_on, trimmed)
 
-    def seen(self, kind: str, body: Mapping[str, Any]) -> None:
-        """The watch delivered this version of the object: the index is now at least as fresh."""
-        namespace, name = key_of(body)
+    def newer_than(self, kind: str, namespace: str, name: str, indexed: Body | None) -> Body | None:
+        """Our write of this object if the index (``indexed``) has not caught up with it yet."""
+        key = (kind, namespace, name)
         with self._lock:
-            entry = self._items.get((kind, namespace, name))
-            if entry is not None and entry[1]["metadata"].get("resourceVersion") == (
-                body.get("metadata") or {}
-            ).get("resourceVersion"):
-                del self._items[(kind, namespace, name)]
-
-    def get(self, kind: str, namespace: str, name: str) -> Body | None:
-        with self._lock:
-            entry = self._items.get((kind, namespace, name))
+            entry = self._items.get(key)
             if entry is None:
                 return None
-            if entry[0] < time.monotonic():
-                del self._items[(kind, namespace, name)]
+            expires, based_on, written = entry
+            seen = None if indexed is None else (indexed.get("metadata") or {}).get("resourceVersion")
+            if expires < time.monotonic() or seen != based_on:
+                del self._items[key]
                 return None
-            return dict(entry[1])
+            return dict(written)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -154,13 +151,15 @@ class CachedApi:
         written = self._written.get((kind, namespace, name))
         if written is not None:
             return dict(written)
-        recent = self._recent.get(kind, namespace, name)
-        return recent if recent is not None else lookup(self._indexes[kind], namespace, name)
+        indexed = lookup(self._indexes[kind], namespace, name)
+        recent = self._recent.newer_than(kind, namespace, name, indexed)
+        return recent if recent is not None else indexed
 
-    def _wrote(self, kind: str, namespace: str, name: str, body: Body) -> Body:
+    def _wrote(self, kind: str, namespace: str, name: str, body: Body, based_on: Body | None) -> Body:
         self._written[(kind, namespace, name)] = body
         self._fresh.discard((kind, namespace, name))
-        self._recent.remember(kind, body)
+        version = None if based_on is None else based_on.get("metadata", {}).get("resourceVersion")
+        self._recent.remember(kind, body, version)
         return body
 
     def _refused(self, kind: str, namespace: str, name: str, e: ApiException) -> None:
@@ -178,7 +177,7 @@ class CachedApi:
         except ApiException as e:
             self._refused(kind, namespace, body["metadata"]["name"], e)
             raise
-        return self._wrote(kind, namespace, body["metadata"]["name"], created)
+        return self._wrote(kind, namespace, body["metadata"]["name"], created, None)
 
     def patch_child(self, kind: Kind, namespace: str, name: str, patch: Body) -> Body:
         try:
@@ -186,7 +185,7 @@ class CachedApi:
         except ApiException as e:
             self._refused(kind, namespace, name, e)
             raise
-        return self._wrote(kind, namespace, name, patched)
+        return self._wrote(kind, namespace, name, patched, patch)
 
     def get_greeter(self, namespace: str, name: str) -> Body | None:
         if ("Greeter", namespace, name) in self._fresh:
@@ -199,4 +198,4 @@ class CachedApi:
         except ApiException as e:
             self._refused("Greeter", namespace, name, e)
             raise
-        return self._wrote("Greeter", namespace, name, patched)
+        return self._wrote("Greeter", namespace, name, patched, patch)

@@ -76,19 +76,16 @@ recent_writes = cache.RecentWrites()
 
 @kopf.index(GROUP, VERSION, PLURAL)
 def greeter_index(body: kopf.Body, **_: Any) -> dict[cache.Key, reconcile.Body]:
-    recent_writes.seen("Greeter", body)
     return {cache.key_of(body): cache.trim_greeter(body)}
 
 
 @kopf.index("apps", "v1", "deployments", labels=dict(manifests.CHILD_SELECTOR_LABELS))
 def greeter_deployment_index(body: kopf.Body, **_: Any) -> dict[cache.Key, reconcile.Body]:
-    recent_writes.seen("Deployment", body)
     return {cache.key_of(body): cache.trim_child(body)}
 
 
 @kopf.index("", "v1", "services", labels=dict(manifests.CHILD_SELECTOR_LABELS))
 def greeter_service_index(body: kopf.Body, **_: Any) -> dict[cache.Key, reconcile.Body]:
-    recent_writes.seen("Service", body)
     return {cache.key_of(body): cache.trim_child(body)}
 
 
