@@ -188,3 +188,44 @@ def test_a_settled_deployment_is_read_from_the_watch_and_anything_else_from_the_
         _owned(wanted, deletionTimestamp="2026-11-26T00:00:00Z"),
     ):
         assert workload.indexed_state(workload.trim_deployment(body), manifest, "sa-uid") is None
+
+
+class _Stopper:
+    """Stands in for kopf's DaemonStopped: falsy until set, and awaitable."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    def __bool__(self) -> bool:
+        return self.event.is_set()
+
+    async def wait(self) -> None:
+        await self.event.wait()
+
+
+class _Rounds:
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def tick(self) -> float:
+        self.count += 1
+        return 30.0
+
+    def backoff(self) -> float:
+        return 30.0
+
+
+def test_rounds_wait_for_the_interval_but_a_spec_change_or_a_stop_ends_the_wait_at_once() -> None:
+    async def scenario() -> None:
+        rounds, stopper, wake = _Rounds(), _Stopper(), asyncio.Event()
+        task = asyncio.create_task(handlers._run(rounds, stopper, wake, logging.getLogger("t")))  # type: ignore[arg-type]
+        await asyncio.sleep(0.2)
+        assert rounds.count == 1  # the next round is 30 s away
+        wake.set()  # what wake_autoscaler does on a spec change
+        await asyncio.sleep(0.2)
+        assert rounds.count == 2
+        stopper.event.set()
+        await asyncio.wait_for(task, timeout=1.0)
+        assert rounds.count == 2
+
+    asyncio.run(scenario())
