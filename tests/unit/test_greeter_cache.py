@@ -25,12 +25,12 @@ class CountingApi(FakeApi):
         return super().get_child(kind, namespace, name)
 
 
-def watched(api: FakeApi) -> dict[str, dict[cache.Key, list[Body]]]:
+def watched(api: FakeApi) -> dict[str, dict[cache.Key, list[str]]]:
     """What the watches would have indexed by now: every object as the fake holds it."""
-    indexes: dict[str, dict[cache.Key, list[Body]]] = {"Greeter": {}, "Deployment": {}, "Service": {}}
+    indexes: dict[str, dict[cache.Key, list[str]]] = {"Greeter": {}, "Deployment": {}, "Service": {}}
     for (kind, namespace, name), body in api.objects.items():
         trim = cache.trim_greeter if kind == "Greeter" else cache.trim_child
-        indexes[kind][(namespace, name)] = [trim(copy.deepcopy(body))]
+        indexes[kind][(namespace, name)] = [cache.pack(trim(copy.deepcopy(body)))]
     return indexes
 
 
@@ -71,8 +71,10 @@ def test_a_stale_index_costs_one_refused_write_then_converges_from_the_apiserver
     # the object is read from the apiserver, and nothing more is written.
     api.objects[("Deployment", "ns", "hello")]["metadata"]["resourceVersion"] = "1000"
     outdated = watched(api)
-    outdated["Deployment"][("ns", "hello")][0]["spec"]["replicas"] = 5
-    outdated["Deployment"][("ns", "hello")][0]["metadata"]["resourceVersion"] = "998"
+    claimed = cache.unpack(outdated["Deployment"][("ns", "hello")][0])
+    claimed["spec"]["replicas"] = 5
+    claimed["metadata"]["resourceVersion"] = "998"
+    outdated["Deployment"][("ns", "hello")] = [cache.pack(claimed)]
     api.writes.clear()
     api.reads.clear()
     via = cached(api, outdated)
@@ -98,7 +100,7 @@ def test_a_child_missing_from_a_late_index_is_not_created_twice() -> None:
 def test_our_own_writes_stand_in_for_events_the_index_has_not_seen_yet() -> None:
     api = CountingApi()
     greeter = new_greeter(api)
-    empty: dict[str, dict[cache.Key, list[Body]]] = {"Greeter": {}, "Deployment": {}, "Service": {}}
+    empty: dict[str, dict[cache.Key, list[str]]] = {"Greeter": {}, "Deployment": {}, "Service": {}}
     recent = cache.RecentWrites()
     first = cache.CachedApi(api, empty["Greeter"], empty["Deployment"], empty["Service"], recent)
     assert len(reconcile.ensure_children(first, greeter, SETTINGS).actions) == 2

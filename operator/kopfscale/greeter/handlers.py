@@ -75,18 +75,18 @@ recent_writes = cache.RecentWrites()
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-def greeter_index(body: kopf.Body, **_: Any) -> dict[cache.Key, reconcile.Body]:
-    return {cache.key_of(body): cache.trim_greeter(body)}
+def greeter_index(body: kopf.Body, **_: Any) -> dict[cache.Key, str]:
+    return {cache.key_of(body): cache.pack(cache.trim_greeter(body))}
 
 
 @kopf.index("apps", "v1", "deployments", labels=dict(manifests.CHILD_SELECTOR_LABELS))
-def greeter_deployment_index(body: kopf.Body, **_: Any) -> dict[cache.Key, reconcile.Body]:
-    return {cache.key_of(body): cache.trim_child(body)}
+def greeter_deployment_index(body: kopf.Body, **_: Any) -> dict[cache.Key, str]:
+    return {cache.key_of(body): cache.pack(cache.trim_child(body))}
 
 
 @kopf.index("", "v1", "services", labels=dict(manifests.CHILD_SELECTOR_LABELS))
-def greeter_service_index(body: kopf.Body, **_: Any) -> dict[cache.Key, reconcile.Body]:
-    return {cache.key_of(body): cache.trim_child(body)}
+def greeter_service_index(body: kopf.Body, **_: Any) -> dict[cache.Key, str]:
+    return {cache.key_of(body): cache.pack(cache.trim_child(body))}
 
 
 def api_for(indexes: Mapping[str, Any]) -> reconcile.Api:
