@@ -5,8 +5,8 @@ applies however the operator is started (CLI, tests with KopfRunner, the contain
 
 - the Greeter and ScaledApp controllers register their handlers when imported (kopf's way);
 - at startup, :func:`wire` reads the operator's settings once and builds the one API transport
-  and each controller's API on it, and hands them to every handler through kopf's ``memo``
-  (:mod:`kopfscale.context`);
+  and each controller's API on it, and hands each controller its ``Wiring`` through kopf's
+  ``memo`` (every handler is given the memo);
 - :func:`configure` sets kopf's own settings (storage, events, watches, workers, retries).
 """
 
@@ -19,13 +19,13 @@ from typing import Any
 
 import kopf
 
-from kopfscale import GROUP, context, kube
+from kopfscale import GROUP, kube
 from kopfscale import metrics as _metrics  # noqa: F401  (/metrics endpoint + handler timing)
 from kopfscale import peering as _peering  # noqa: F401  (creates kopf's peering object if missing)
 from kopfscale import settings as operator_settings
-from kopfscale.greeter import handlers as _greeter_handlers  # noqa: F401  (registers handlers)
+from kopfscale.greeter import handlers as greeter_handlers  # registers the Greeter handlers
 from kopfscale.greeter.reconcile import KubeApi as GreeterApi
-from kopfscale.scaledapp import handlers as _scaledapp_handlers  # noqa: F401  (registers handlers)
+from kopfscale.scaledapp import handlers as scaledapp_handlers  # registers the ScaledApp handlers
 from kopfscale.scaledapp.api import KubeApi as ScaledAppApi
 
 
@@ -56,11 +56,10 @@ async def widen_thread_pool(**_: Any) -> None:
 def wire(memo: kopf.Memo, **_: Any) -> None:
     """Settings read once, one transport, each controller's API on it: given to every handler."""
     transport = kube.transport()
-    memo[context.MEMO_KEY] = context.Context(
-        settings=operator_settings.load(),
-        greeters=GreeterApi(transport),
-        scaledapps=ScaledAppApi(transport),
+    memo[greeter_handlers.MEMO_KEY] = greeter_handlers.Wiring(
+        api=GreeterApi(transport), settings=operator_settings.load()
     )
+    memo[scaledapp_handlers.MEMO_KEY] = scaledapp_handlers.Wiring(api=ScaledAppApi(transport))
 
 
 @kopf.on.startup()

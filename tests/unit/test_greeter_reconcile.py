@@ -16,7 +16,6 @@ from typing import Any
 import kopf
 import pytest
 
-from kopfscale import context
 from kopfscale.greeter import handlers, reconcile
 from kopfscale.greeter import manifests as m
 from kopfscale.greeter import status as s
@@ -273,7 +272,7 @@ def events(api: FakeApi, monkeypatch: pytest.MonkeyPatch) -> Iterator[Events]:
 
 def wired(api: FakeApi) -> dict[str, Any]:
     """kopf's memo as the composition root (kopfscale.app.wire) fills it, with the fake API."""
-    return {context.MEMO_KEY: context.Context(settings=SETTINGS, greeters=api, scaledapps=None)}  # type: ignore[arg-type]
+    return {handlers.MEMO_KEY: handlers.Wiring(api=api, settings=SETTINGS)}
 
 
 def fresh(api: FakeApi) -> Body:

@@ -28,16 +28,34 @@ import threading
 import time
 import weakref
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 import kopf
 
-from kopfscale import GROUP, VERSION, context
+from kopfscale import GROUP, VERSION
 from kopfscale.greeter import cache, manifests, reconcile
 from kopfscale.kube import backoff, ownership
 from kopfscale.settings import OperatorSettings
 
 PLURAL = reconcile.PLURAL
+MEMO_KEY = "greeter"
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What the Greeter handlers are given by the composition root (``kopfscale.app.wire``)."""
+
+    api: reconcile.Api
+    settings: OperatorSettings
+
+
+def wiring(memo: Mapping[str, Any]) -> Wiring:
+    found = memo.get(MEMO_KEY)
+    if not isinstance(found, Wiring):
+        raise RuntimeError("the Greeter controller is not wired (load the handlers with kopfscale.app)")
+    return found
+
 
 # One reconciliation per Greeter at a time in this process: a Greeter's own handler and its
 # children's drift handlers would otherwise race each other into needless write conflicts.
@@ -87,7 +105,7 @@ def greeter_service_index(body: kopf.Body, **_: Any) -> dict[cache.Key, str]:
 def api_for(kwargs: Mapping[str, Any]) -> reconcile.Api:
     """The context's API, reading from kopf's indexes (a handler's kwargs carry both; the
     indexes are always there in the operator, a bare harness may go without)."""
-    api = context.of(kwargs["memo"]).greeters
+    api = wiring(kwargs["memo"]).api
     if "greeter_index" not in kwargs:
         return api
     return cache.CachedApi(
@@ -144,7 +162,7 @@ def reconcile_greeter(
 @kopf.on.update(GROUP, VERSION, PLURAL)
 def reconcile_children(body: kopf.Body, retry: int, logger: kopf.Logger, **kwargs: Any) -> None:
     """The Greeter changed (or we restarted): converge, retrying failures with backoff."""
-    config = context.of(kwargs["memo"]).settings
+    config = wiring(kwargs["memo"]).settings
     try:
         reconcile_greeter(body, logger, api=api_for(kwargs), config=config)
     except reconcile.ChildTerminating as e:
@@ -181,7 +199,7 @@ def child_changed(body: kopf.Body, type: str | None, logger: kopf.Logger, **kwar
     if namespace is None:
         return
     via = api_for(kwargs)  # one for all attempts: what refused a write is then read from the apiserver
-    config = context.of(kwargs["memo"]).settings
+    config = wiring(kwargs["memo"]).settings
     for attempt in range(DRIFT_ATTEMPTS):
         greeter = via.get_greeter(namespace, name)
         if greeter is None or greeter["metadata"].get("uid") != uid:

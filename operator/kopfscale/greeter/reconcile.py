@@ -71,20 +71,8 @@ class ApiError(ReconcileError):
 
     def __init__(self, action: str, exc: KubeApiError) -> None:
         self.status = exc.status
-        self.reason = _reason_for(exc.status)
+        self.reason = exc.condition_reason(invalid="InvalidChild")
         super().__init__(f"{action} failed: {exc}")
-
-
-def _reason_for(code: int | None) -> str:
-    if code == 403:
-        return "Forbidden"
-    if code == 422:
-        return "InvalidChild"
-    if code == 409:
-        return "UpdateConflict"
-    if code is None or code >= 500:
-        return "ApiServerError"
-    return "ApiError"
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,18 @@ class ApiError(Exception):
             return f"no answer from the API server: {self.message}"
         return f"HTTP {self.status}: {self.message}"
 
+    def condition_reason(self, invalid: str = "Invalid") -> str:
+        """A CamelCase condition reason for this refusal (``invalid`` names a 422 in the caller's terms)."""
+        if self.status == 403:
+            return "Forbidden"
+        if self.status == 422:
+            return invalid
+        if self.status == 409:
+            return "UpdateConflict"
+        if self.status is None or self.status >= 500:
+            return "ApiServerError"
+        return "ApiError"
+
     @classmethod
     def from_response(cls, status: int, reason: str | None, body: bytes) -> ApiError:
         message = ""

@@ -108,7 +108,8 @@ class KubeApi:
             ) from None
         except children.WriteFailed as e:
             raise TargetError(
-                _refusal_reason(e.error.status), f"{e.action} Deployment {name} failed: {e.error}"
+                e.error.condition_reason(invalid="InvalidTemplate"),
+                f"{e.action} Deployment {name} failed: {e.error}",
             ) from None
         return outcome.verb or "unchanged", _scale_of(outcome.live)
 
@@ -119,14 +120,3 @@ class KubeApi:
 
     def post_event(self, body: kopf.Body, type_: str, reason: str, message: str) -> None:
         (kopf.warn if type_ == "Warning" else kopf.info)(body, reason=reason, message=message)
-
-
-def _refusal_reason(status: int | None) -> str:
-    """A condition reason for a refused write of the owned Deployment."""
-    if status == 422:
-        return "InvalidTemplate"
-    if status == 403:
-        return "Forbidden"
-    if status is None or status >= 500:
-        return "ApiServerError"
-    return "ApiError"

@@ -179,7 +179,7 @@ class Autoscaler:
         except TargetError as e:
             raise NotReady(e.reason, e.message) from None
         except ApiError as e:
-            raise NotReady(_reason_of(e), f"reading the workload failed: {e}") from None
+            raise NotReady(e.condition_reason(), f"reading the workload failed: {e}") from None
 
     def indexed_deployment(self) -> dict[str, Any] | None:
         return indexes.lookup(self.deployments, (self.namespace, self.name))
@@ -310,14 +310,6 @@ class Autoscaler:
     async def call(fn: Callable[..., Any], *args: Any) -> Any:
         """A blocking API call, off the event loop."""
         return await asyncio.to_thread(fn, *args)
-
-
-def _reason_of(e: ApiError) -> str:
-    if e.status == 403:
-        return "Forbidden"
-    if e.status is None or e.status >= 500:
-        return "ApiServerError"
-    return "ApiError"
 
 
 class Stopped(Protocol):

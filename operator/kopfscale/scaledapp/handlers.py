@@ -12,19 +12,36 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
 
-from kopfscale import GROUP, SCALEDAPPS, VERSION, context
+from kopfscale import GROUP, SCALEDAPPS, VERSION
 from kopfscale.kube import backoff, indexes
 from kopfscale.scaledapp import deployment, sources
-from kopfscale.scaledapp.autoscaler import Autoscaler, announce_deployment, run
+from kopfscale.scaledapp.autoscaler import Api, Autoscaler, announce_deployment, run
 from kopfscale.scaledapp.spec import SpecError, parse
 from kopfscale.scaledapp.workload import TargetError
 
 PLURAL = SCALEDAPPS
 WAKE_MEMO_KEY = "autoscaler_wake"  # the per-object memo's event: "the spec changed, start a round"
+MEMO_KEY = "scaledapp"
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What the ScaledApp handlers are given by the composition root (``kopfscale.app.wire``)."""
+
+    api: Api
+
+
+def wiring(memo: Mapping[str, Any]) -> Wiring:
+    found = memo.get(MEMO_KEY)
+    if not isinstance(found, Wiring):
+        raise RuntimeError("the ScaledApp controller is not wired (load the handlers with kopfscale.app)")
+    return found
 
 
 @kopf.on.startup()
@@ -60,7 +77,7 @@ def reconcile_workload(
     **_: Any,
 ) -> None:
     assert namespace is not None  # the CRD is namespaced
-    api = context.of(memo).scaledapps
+    api = wiring(memo).api
     try:
         parsed = parse(spec)
     except SpecError as e:
@@ -84,7 +101,7 @@ async def autoscale(
     scaledapp_deployment_index: kopf.Index[Any, Any] | None = None,
     **_: Any,
 ) -> None:
-    loop = Autoscaler(body, logger, context.of(memo).scaledapps, scaledapp_deployment_index)
+    loop = Autoscaler(body, logger, wiring(memo).api, scaledapp_deployment_index)
     wake = memo[WAKE_MEMO_KEY] = asyncio.Event()  # memo is this object's own (kopf copies it per object)
     await run(loop, stopped, wake, logger)
 
