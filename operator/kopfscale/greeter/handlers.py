@@ -129,17 +129,18 @@ def reconcile_greeter(
     meta = greeter["metadata"]
     # The spec was already fully applied once: any difference now is someone else's change.
     drift = (greeter.get("status") or {}).get("observedGeneration") == meta.get("generation")
+    desired = manifests.desired_for(greeter, config)  # once per pass: children and status use it
     with _lock_for(meta["uid"]):
         try:
-            result = reconcile.ensure_children(api, greeter, config)
+            result = reconcile.ensure_children(api, greeter, config, desired)
         except reconcile.ChildTerminating:
-            reconcile.sync_status(api, greeter, config)
+            reconcile.sync_status(api, greeter, config, desired=desired)
             raise
         except reconcile.ReconcileError as e:
             # kopf logs the TemporaryError (and posts it); the Warning event below is ours.
             logger.debug(f"Greeter {meta['name']} is not reconciled: {e}")
             try:
-                reconcile.sync_status(api, greeter, config, failure=e.failure())
+                reconcile.sync_status(api, greeter, config, failure=e.failure(), desired=desired)
             except reconcile.ReconcileError as status_error:
                 logger.warning(f"could not report the failure in status: {status_error}")
             if warn:
@@ -152,7 +153,13 @@ def reconcile_greeter(
                 message += " (it had been changed or deleted outside the Greeter)"
             kopf.info(_event_target(greeter), reason=reason, message=message[0].upper() + message[1:])
         reconcile.sync_status(
-            api, greeter, config, deployment=result.deployment, service=result.service, known_children=True
+            api,
+            greeter,
+            config,
+            deployment=result.deployment,
+            service=result.service,
+            known_children=True,
+            desired=desired,
         )
         return result
 

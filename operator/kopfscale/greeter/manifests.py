@@ -196,6 +196,21 @@ def build_service(owner: Owner, spec: GreeterSpec) -> Manifest:
     }
 
 
+@dataclass(frozen=True)
+class Desired:
+    """What one Greeter asks for, computed once per pass: its spec and both children."""
+
+    spec: GreeterSpec
+    deployment: Manifest = field(hash=False)
+    service: Manifest = field(hash=False)
+
+
+def desired_for(greeter: Mapping[str, Any], settings: OperatorSettings) -> Desired:
+    owner = Owner.from_body(greeter)
+    spec = GreeterSpec.from_spec(greeter.get("spec") or {})
+    return Desired(spec, build_deployment(owner, spec, settings), build_service(owner, spec))
+
+
 def prune_nones(obj: Any) -> Any:
     """The body to create: ``None`` ("absent") keys dropped, as the apiserver would store it."""
     if isinstance(obj, Mapping):
@@ -285,12 +300,14 @@ def describe_differences(found: list[str], limit: int = 4) -> str:
 
 __all__ = [
     "CHILD_SELECTOR_LABELS",
+    "Desired",
     "GreeterSpec",
     "Manifest",
     "Owner",
     "build_deployment",
     "build_service",
     "child_differences",
+    "desired_for",
     "differences",
     "labels",
     "merge_patch",

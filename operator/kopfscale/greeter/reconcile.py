@@ -98,12 +98,8 @@ class Result:
 
 
 def desired_children(greeter: Mapping[str, Any], settings: OperatorSettings) -> dict[Kind, Body]:
-    owner = manifests.Owner.from_body(greeter)
-    spec = manifests.GreeterSpec.from_spec(greeter.get("spec") or {})
-    return {
-        "Deployment": manifests.build_deployment(owner, spec, settings),
-        "Service": manifests.build_service(owner, spec),
-    }
+    desired = manifests.desired_for(greeter, settings)
+    return {"Deployment": desired.deployment, "Service": desired.service}
 
 
 def ensure_child(api: Api, kind: Kind, desired: Body) -> tuple[Body, Action | None]:
@@ -139,11 +135,15 @@ def ensure_child(api: Api, kind: Kind, desired: Body) -> tuple[Body, Action | No
     return outcome.live, Action(kind, name, outcome.verb, outcome.fields)
 
 
-def ensure_children(api: Api, greeter: Mapping[str, Any], settings: OperatorSettings) -> Result:
+def ensure_children(
+    api: Api, greeter: Mapping[str, Any], settings: OperatorSettings, desired: manifests.Desired | None = None
+) -> Result:
+    wanted = desired or manifests.desired_for(greeter, settings)
     lives: dict[Kind, Body] = {}
     actions: list[Action] = []
-    for kind, desired in desired_children(greeter, settings).items():
-        lives[kind], action = ensure_child(api, kind, desired)
+    wanted_children: dict[Kind, Body] = {"Deployment": wanted.deployment, "Service": wanted.service}
+    for kind, child in wanted_children.items():
+        lives[kind], action = ensure_child(api, kind, child)
         if action is not None:
             actions.append(action)
     return Result(deployment=lives["Deployment"], service=lives["Service"], actions=actions)
@@ -164,11 +164,13 @@ def sync_status(
     service: Body | None = None,
     failure: status.Failure | None = None,
     known_children: bool = False,
+    desired: manifests.Desired | None = None,
 ) -> Body | None:
     """Write the Greeter's status if (and only if) it changed; return the status now in place.
 
     ``known_children`` says the given children are fresh (just read or written); otherwise
-    they are read. Conflicts (the Greeter changed since it was read) re-read everything.
+    they are read. ``desired`` is the pass's :func:`manifests.desired_for` of ``greeter``.
+    Conflicts (the Greeter changed since it was read) re-read everything.
     """
     meta = greeter["metadata"]
     namespace, name = meta["namespace"], meta["name"]
@@ -184,7 +186,11 @@ def sync_status(
                 deployment = _our_child(api, "Deployment", current)
                 service = _our_child(api, "Service", current)
             previous = dict(current.get("status") or {})
-            new = status.compute_status(current, deployment, service, settings, failure=failure)
+            # The desired state of the Greeter we were given, unless a conflict made us read it again.
+            wanted = desired if attempt == 0 else None
+            new = status.compute_status(
+                current, deployment, service, settings, failure=failure, desired=wanted
+            )
             if not status.status_changed(previous, new):
                 return previous
             patch = kube_status.status_patch(previous, new, current["metadata"].get("resourceVersion"))
