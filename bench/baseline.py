@@ -35,7 +35,7 @@ from kubernetes.client.exceptions import ApiException
 from kopfscale import GROUP, VERSION
 from kopfscale import settings as kopfscale_settings
 from kopfscale.greeter import manifests, reconcile, status
-from kopfscale.scaledapp import workload
+from kopfscale.scaledapp import deployment
 
 PERIOD = 1.0  # seconds between the starts of two passes
 MERGE_PATCH = "application/merge-patch+json"
@@ -132,7 +132,7 @@ def sync_scaledapp(api: Api, app: dict[str, Any]) -> None:
     value = read_metric(metric["http"]["url"], metric["http"]["valueLocation"])
     wanted = math.ceil(value / float(metric["target"]["value"]))
     replicas = max(int(spec.get("minReplicas", 1)), min(int(spec["maxReplicas"]), wanted))
-    body = workload.deployment_manifest(meta["name"], meta["namespace"], spec["template"], replicas)
+    body = deployment.deployment_manifest(meta["name"], meta["namespace"], spec["template"], replicas)
     body["metadata"]["ownerReferences"] = [owner_reference(app)]
     apply(api, "Deployment", body)
     api.patch_status(
