@@ -1,0 +1,117 @@
+"""What shaped one decision, step by step: the record a reader needs to recompute it. Pure.
+
+A :class:`~kopfscale.scaledapp.policy.Decision` says where the policy ended; this module says how
+it got there, in the order the policy applies its rules (kubernetes#138992's ``constraintsApplied``):
+
+    raw desired (max of the per-metric proposals)
+      -> Tolerance / Fallback (a metric's proposal held at current, or taken from fallback.replicas)
+      -> MissingMetricHold (a scale-down skipped because a metric failed)
+      -> Activation (zero and back: 0 -> 1, or everything inactive -> 0)
+      -> Paused | MinReplicas | MaxReplicas (bounds first) | AllMetricsFailed
+      -> Stabilization (the windows)
+      -> Policy (scale-up/-down rate limits, or a disabled direction)
+      -> MinReplicas | MaxReplicas | Cooldown (the final clamp)
+      = final desired
+
+Each :class:`Constraint` carries the count it produced, so applying them one after the other from
+the raw desired count gives the final one; the simulator prints the last one as "limited by".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kopfscale.scaledapp import policy
+from kopfscale.scaledapp.policy import Decision
+
+TOLERANCE = "Tolerance"
+FALLBACK = "Fallback"
+MISSING_METRIC_HOLD = "MissingMetricHold"
+ACTIVATION = "Activation"
+PAUSED = "Paused"
+ALL_METRICS_FAILED = "AllMetricsFailed"
+MIN_REPLICAS = "MinReplicas"
+MAX_REPLICAS = "MaxReplicas"
+STABILIZATION = "Stabilization"
+POLICY = "Policy"
+COOLDOWN = "Cooldown"
+
+#: The short names the simulator shows in its "limited by" column.
+SHORT = {
+    TOLERANCE: "tolerance",
+    FALLBACK: "fallback",
+    MISSING_METRIC_HOLD: "fallback",
+    ALL_METRICS_FAILED: "fallback",
+    ACTIVATION: "activation",
+    PAUSED: "pause",
+    MIN_REPLICAS: "min",
+    MAX_REPLICAS: "max",
+    STABILIZATION: "window",
+    POLICY: "policy",
+    COOLDOWN: "cooldown",
+}
+
+_BOUND = {policy.TOO_MANY_REPLICAS: MAX_REPLICAS, policy.TOO_FEW_REPLICAS: MIN_REPLICAS}
+_POLICY_REASONS = (
+    policy.SCALE_UP_LIMIT,
+    policy.SCALE_DOWN_LIMIT,
+    policy.SCALE_UP_DISABLED,
+    policy.SCALE_DOWN_DISABLED,
+)
+
+
+@dataclass(frozen=True)
+class Constraint:
+    type: str  # one of the constants above
+    replicas: int  # the count after this rule
+    reason: str | None = None  # the policy's reason, when the rule is one of its final limits
+
+    @property
+    def short(self) -> str:
+        return SHORT.get(self.type, self.type.lower())
+
+
+def raw_desired(d: Decision) -> int:
+    """The max of the per-metric proposals (``current`` when no metric has one)."""
+    proposals = [m.recommendation for m in d.metrics if m.recommendation is not None]
+    return max(proposals) if proposals else d.current
+
+
+def constraints(d: Decision) -> tuple[Constraint, ...]:
+    applied: list[Constraint] = []
+    driver = next((m for m in d.metrics if m.name == d.driver), None)
+    raw = raw_desired(d)
+    if driver is not None and driver.within_tolerance:
+        applied.append(Constraint(TOLERANCE, raw))
+    elif driver is not None and driver.fallback:
+        applied.append(Constraint(FALLBACK, raw))
+    value = raw
+    if d.held_for_missing:
+        value = d.current
+        applied.append(Constraint(MISSING_METRIC_HOLD, value))
+    if not d.all_failed and d.recommendation != value:
+        value = d.recommendation
+        applied.append(Constraint(ACTIVATION, value))
+    if d.reason == policy.PAUSED:
+        return (*applied, Constraint(PAUSED, d.desired))
+    if d.reason == policy.ALL_METRICS_FAILED:
+        return (*applied, Constraint(ALL_METRICS_FAILED, d.desired))
+    if d.reason in _BOUND and d.stabilized == d.current and d.desired != d.current:
+        # Bounds first: the count was outside [min, max] before any behaviour applied.
+        return (*applied, Constraint(_BOUND[d.reason], d.desired, d.reason))
+    if d.stabilized_by_window:
+        applied.append(Constraint(STABILIZATION, d.stabilized))
+    if d.limited:
+        if d.reason in _POLICY_REASONS:
+            applied.append(Constraint(POLICY, d.desired, d.reason))
+        elif d.reason in _BOUND:
+            applied.append(Constraint(_BOUND[d.reason], d.desired, d.reason))
+        elif d.reason in (policy.COOLDOWN, policy.INITIAL_COOLDOWN):
+            applied.append(Constraint(COOLDOWN, d.desired, d.reason))
+    return tuple(applied)
+
+
+def limited_by(d: Decision) -> str | None:
+    """The short name of the last rule that changed (or held) the count; None: the raw count stood."""
+    applied = constraints(d)
+    return applied[-1].short if applied else None
