@@ -19,10 +19,11 @@ the raw desired count gives the final one; the simulator prints the last one as 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from kopfscale.scaledapp import policy
-from kopfscale.scaledapp.policy import Decision
+from kopfscale.scaledapp.policy import Decision, MetricEvaluation
 
 TOLERANCE = "Tolerance"
 FALLBACK = "Fallback"
@@ -71,6 +72,15 @@ class Constraint:
         return SHORT.get(self.type, self.type.lower())
 
 
+def _untolerated(m: MetricEvaluation, current: int) -> int | None:
+    """What the metric would have proposed without the tolerance band."""
+    if m.value is None or m.target is None or m.ratio is None:
+        return m.recommendation
+    if m.target.type == "AverageValue" and m.type != "resource":
+        return math.ceil(m.value / m.target.value - policy.ROUNDING_EPSILON)
+    return math.ceil(current * m.ratio - policy.ROUNDING_EPSILON)
+
+
 def raw_desired(d: Decision) -> int:
     """The max of the per-metric proposals (``current`` when no metric has one)."""
     proposals = [m.recommendation for m in d.metrics if m.recommendation is not None]
@@ -81,7 +91,7 @@ def constraints(d: Decision) -> tuple[Constraint, ...]:
     applied: list[Constraint] = []
     driver = next((m for m in d.metrics if m.name == d.driver), None)
     raw = raw_desired(d)
-    if driver is not None and driver.within_tolerance:
+    if driver is not None and driver.within_tolerance and _untolerated(driver, d.current) != raw:
         applied.append(Constraint(TOLERANCE, raw))
     elif driver is not None and driver.fallback:
         applied.append(Constraint(FALLBACK, raw))

@@ -19,6 +19,7 @@ def read_scaledapp(ref: str) -> dict[str, Any]:
     namespace, name = split_ref(ref)
     from kubernetes.client.exceptions import ApiException
     from kubernetes.config import ConfigException
+    from urllib3.exceptions import HTTPError
 
     from kopfscale import kube
 
@@ -30,7 +31,7 @@ def read_scaledapp(ref: str) -> dict[str, Any]:
         raise InputError(f"--from-cluster: no usable kubeconfig: {e}") from None
     except ApiException as e:
         raise InputError(f"--from-cluster {ref}: {e.status} {e.reason}") from None
-    except OSError as e:
+    except (OSError, HTTPError) as e:
         raise InputError(f"--from-cluster {ref}: cannot reach the API server: {e}") from None
     if not isinstance(body, dict):
         raise InputError(f"--from-cluster {ref}: unexpected answer")
