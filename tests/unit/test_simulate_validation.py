@@ -89,4 +89,7 @@ def test_a_source_config_the_operator_would_reject() -> None:
     obj["spec"]["metrics"][2]["cron"]["timezone"] = "Mars/Olympus"  # passes the CRD's pattern
     with pytest.raises(InputError) as caught:
         manifest.from_body("web.yaml", obj)
-    assert "spec.metrics[2].cron: unknown timezone 'Mars/Olympus'" in str(caught.value)
+    assert (
+        "spec.metrics[2].cron: cron [0 8 * * 1-5, 0 18 * * 1-5) Mars/Olympus: unknown timezone 'Mars/Olympus'"
+        in str(caught.value)
+    )

@@ -74,10 +74,10 @@ class Constraint:
 
 def _untolerated(m: MetricEvaluation, current: int) -> int | None:
     """What the metric would have proposed without the tolerance band."""
-    if m.value is None or m.target is None or m.ratio is None:
+    if m.ratio is None:
         return m.recommendation
-    if m.target.type == "AverageValue" and m.type != "resource":
-        return math.ceil(m.value / m.target.value - policy.ROUNDING_EPSILON)
+    # Both kinds of ratio give the untolerated proposal as current x ratio (for a total per
+    # replica, ratio = value / (target x current)).
     return math.ceil(current * m.ratio - policy.ROUNDING_EPSILON)
 
 

@@ -1,11 +1,11 @@
 """The tick loop: the operator's round, replayed over a trace with a simulated clock. Pure.
 
 One tick per ``pollingInterval`` from the trace's first row to its last. Each tick reads every
-metric at that instant (:mod:`kopfscale.simulate.sources`), runs the one round function the
-operator runs (``step``), and carries the history and the replica count to the next tick:
-``mode: Auto`` scales to the decision, ``mode: Observe`` keeps the count (as the operator never
-scales then). A fresh history, as a newly created ScaledApp has, so the first scale-down window
-holds the starting count exactly as the operator would.
+metric at that instant (:mod:`kopfscale.simulate.sources`), runs the policy's round function
+(``policy.step``: the operator's decide-then-record-the-scale-event), and carries the history and
+the replica count to the next tick: ``mode: Auto`` scales to the decision, ``mode: Observe`` keeps
+the count (the operator never scales then). The history starts empty, as a new ScaledApp's does,
+so the first scale-down window holds the starting count exactly as the operator would.
 """
 
 from __future__ import annotations
@@ -14,12 +14,11 @@ import datetime
 from dataclasses import dataclass
 from functools import cached_property
 
-from kopfscale.scaledapp import decision_record
+from kopfscale.scaledapp import decision_record, policy
 from kopfscale.scaledapp.history import History
 from kopfscale.scaledapp.policy import Decision
 from kopfscale.scaledapp.spec import ScaledAppSpec
 from kopfscale.simulate import sources
-from kopfscale.simulate.step import step
 from kopfscale.simulate.trace import Trace
 
 MAX_TICKS = 1_000_000  # a week at 1 s; beyond that the trace or the interval is surely a mistake
@@ -92,7 +91,7 @@ def run(
         now = trace.at(offset)
         row = trace.index_at(offset)
         readings = [sources.read(m, trace, row, now) for m in spec.metrics]
-        decision = step(spec, current, readings, history, now=now, created=created)
+        decision = policy.step(spec, current, readings, history, now=now, created=created)
         history = decision.history
         replicas = decision.desired if spec.mode == "Auto" else current
         ticks.append(Tick(index, offset, now, decision, replicas))

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from kopfscale import GROUP, VERSION
+from kopfscale.scaledapp.sources import SourceError, parse_source
 from kopfscale.scaledapp.spec import ScaledAppSpec, SpecError, parse
 from kopfscale.simulate import cel, schema
 from kopfscale.simulate.errors import InputError
@@ -138,25 +139,24 @@ def from_body(path: str, body: Any, lines: Mapping[tuple[str | int, ...], int] |
         errors = cel.check(defaulted, crd)
         if errors:
             raise fail(errors)
+    errors = source_errors(defaulted.get("spec") or {})
+    if errors:
+        raise fail(errors)
     try:
         spec = parse(defaulted.get("spec") or {})
     except SpecError as e:
         raise fail([schema.FieldError(("spec",), str(e))]) from None
-    errors = source_errors(spec)
-    if errors:
-        raise fail(errors)
     return Manifest(path=path, name=_name(body), body=defaulted, spec=spec)
 
 
-def source_errors(spec: ScaledAppSpec) -> list[schema.FieldError]:
-    """What a metric source's own config parser rejects (e.g. an unknown cron time zone)."""
-    from kopfscale.simulate import sources
-
+def source_errors(spec: Mapping[str, Any]) -> list[schema.FieldError]:
+    """What a metric source's own parser rejects (e.g. an unknown cron time zone), per metric."""
     errors = []
-    for index, metric in enumerate(spec.metrics):
-        problem = sources.config_error(metric)
-        if problem:
-            errors.append(schema.FieldError(("spec", "metrics", index, metric.type), problem))
+    for index, metric in enumerate(spec.get("metrics") or []):
+        try:
+            parse_source(metric)
+        except SourceError as e:
+            errors.append(schema.FieldError(("spec", "metrics", index, str(metric.get("type"))), str(e)))
     return errors
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from kopfscale.scaledapp.sources import Meaning
 from kopfscale.simulate.engine import Run
 from kopfscale.simulate.errors import InputError
 
@@ -41,8 +42,8 @@ def write(runs: Sequence[Run], path: str) -> None:
     right = left.twinx()
 
     for m_index, metric in enumerate(run.spec.metrics):
-        if metric.type == "cron":
-            continue
+        if metric.target is None:
+            continue  # a floor (cron): its replicas show in "raw desired"
         values = [t.decision.metrics[m_index].value for t in ticks]
         color = f"C{m_index}"
         left.step(
@@ -53,7 +54,7 @@ def write(runs: Sequence[Run], path: str) -> None:
             label=f"{metric.name}",
         )
         if metric.target is not None:
-            external = metric.target.type == "AverageValue" and metric.type != "resource"
+            external = metric.target.type == "AverageValue" and metric.meaning is Meaning.TOTAL
             target = [metric.target.value * (t.current if external else 1) for t in ticks]
             label = f"{metric.name} target" + (" x replicas" if external else "")
             left.step(minutes, target, where="post", color=color, linestyle="--", alpha=0.7, label=label)

@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from kopfscale.scaledapp.history import History
+from kopfscale.scaledapp.sources import parse_source
 from kopfscale.scaledapp.spec import MetricSpec, ScaledAppSpec, Target
 from kopfscale.simulate.errors import InputError
 from kopfscale.simulate.trace import Trace
@@ -26,12 +27,20 @@ METRIC = "recommendation"
 
 def replay_spec(spec: ScaledAppSpec) -> ScaledAppSpec:
     """``spec`` with its metrics replaced by the recorded recommendation (already past tolerance)."""
+    # An http metric (a total per replica) that is never read: the trace supplies every value.
+    raw = {
+        "name": METRIC,
+        "type": "http",
+        "http": {"url": "http://127.0.0.1/replayed", "valueLocation": "$.v"},
+        "target": {"type": "AverageValue", "value": 1},
+    }
     metric = MetricSpec(
         name=METRIC,
         type="http",
         target=Target("AverageValue", 1.0),
         activation_threshold=0.0,
-        raw={"name": METRIC, "type": "http", "target": {"type": "AverageValue", "value": 1}},
+        raw=raw,
+        source=parse_source(raw),
     )
     behavior = replace(
         spec.behavior,

@@ -8,9 +8,8 @@ every DST edge. Every other metric reads its column of the trace; an empty cell 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
 
-from kopfscale.scaledapp.sources import MetricReading, SourceError
+from kopfscale.scaledapp.sources import MetricReading
 from kopfscale.scaledapp.sources import cron as cron_source
 from kopfscale.scaledapp.spec import MetricSpec
 from kopfscale.simulate.trace import Trace
@@ -18,31 +17,15 @@ from kopfscale.simulate.trace import Trace
 NO_VALUE = "trace: no value (a failed read)"
 
 
-def config_error(metric: MetricSpec) -> str | None:
-    """The source's own config parser's complaint about this metric, if any."""
-    if metric.type != "cron":
-        return None
-    config = metric.raw.get("cron")
-    try:
-        cron_source.parse_config(config if isinstance(config, Mapping) else {})
-    except SourceError as e:
-        return str(e)
-    return None
-
-
 def from_clock(metric: MetricSpec, trace: Trace) -> bool:
     """Whether the metric is computed from the tick clock rather than read from a column."""
-    return metric.type == "cron" and metric.name not in trace.columns
+    return metric.source.scaler is cron_source.SCALER and metric.name not in trace.columns
 
 
 def read(metric: MetricSpec, trace: Trace, index: int, now: datetime.datetime) -> MetricReading:
     if from_clock(metric, trace):
-        config = metric.raw.get("cron")
-        try:
-            cfg = cron_source.parse_config(config if isinstance(config, Mapping) else {})
-            return MetricReading(name=metric.name, value=cron_source.window_value(cfg, now))
-        except SourceError as e:
-            return MetricReading(name=metric.name, error=f"cron: {e}")
+        # The config the cron scaler parsed with the spec, evaluated by its own window function.
+        return MetricReading(name=metric.name, value=cron_source.window_value(metric.source.config, now))
     value = trace.columns[metric.name][index] if index >= 0 else None
     if value is None:
         return MetricReading(name=metric.name, error=NO_VALUE)

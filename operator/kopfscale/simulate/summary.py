@@ -28,7 +28,7 @@ class Summary:
 
 def above_target(tick: Tick) -> bool:
     for m in tick.decision.metrics:
-        if m.error is not None or m.target is None or m.type == "cron":
+        if m.error is not None or m.target is None:
             continue
         if m.ratio is not None and m.ratio > 1.0:
             return True
