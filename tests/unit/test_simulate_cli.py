@@ -217,3 +217,16 @@ def test_a_prometheus_trace_feeds_the_named_metric(tmp_path: Path) -> None:
     result = simulate(manifest, "--trace", trace, "--trace-metric", "rps")
     assert result.exit_code == 2
     assert "--trace-metric 'rps': the manifest has no such metric (load)" in result.stderr
+
+
+def test_the_documented_example_prints_the_documented_table() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    doc = (repo / "docs" / "what-if.md").read_text()
+    documented = doc.split("```text\n")[2].split("```")[0]  # the first block after the usage
+    result = simulate(
+        str(repo / "examples" / "scaledapp-whatif.yaml"),
+        "--trace",
+        str(repo / "examples/traces/flash-sale.csv"),
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == documented

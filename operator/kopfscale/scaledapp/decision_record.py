@@ -19,10 +19,14 @@ the raw desired count gives the final one; the simulator prints the last one as 
 
 from __future__ import annotations
 
+import datetime
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from kopfscale.scaledapp import policy
+from kopfscale.scaledapp.history import fmt_time
 from kopfscale.scaledapp.policy import Decision, MetricEvaluation
 
 TOLERANCE = "Tolerance"
@@ -125,3 +129,58 @@ def limited_by(d: Decision) -> str | None:
     """The short name of the last rule that changed (or held) the count; None: the raw count stood."""
     applied = constraints(d)
     return applied[-1].short if applied else None
+
+
+DIRECTIONS = {1: "ScaleUp", -1: "ScaleDown", 0: "None"}
+
+
+def _number(x: float) -> float | int:
+    return int(x) if float(x).is_integer() and abs(x) < 2**53 else round(x, 6)
+
+
+def status_fields(d: Decision) -> dict[str, Any]:
+    """The recomputable part of ``status.lastDecision`` (kubernetes#138992's shape, our names).
+
+    ``currentReplicas``, ``rawDesiredReplicas`` (max of the proposals), ``finalDesiredReplicas``,
+    ``direction``, ``metrics[]`` (``name``, ``value`` or ``error``, ``target``, ``proposal``) and
+    ``constraintsApplied[]`` (``type``, ``replicas`` after it, ``reason`` for the final limits), in
+    the order the policy applied them.
+    """
+    metrics: list[dict[str, Any]] = []
+    for m in d.metrics:
+        item: dict[str, Any] = {"name": m.name}
+        if m.value is not None:
+            item["value"] = _number(m.value)
+        if m.error is not None:
+            item["error"] = m.error
+        if m.target is not None:
+            item["target"] = {"type": m.target.type, "value": _number(m.target.value)}
+        if m.recommendation is not None:
+            item["proposal"] = m.recommendation
+        metrics.append(item)
+    applied = []
+    for c in constraints(d):
+        entry: dict[str, Any] = {"type": c.type, "replicas": c.replicas}
+        if c.reason:
+            entry["reason"] = c.reason
+        applied.append(entry)
+    return {
+        "currentReplicas": d.current,
+        "rawDesiredReplicas": raw_desired(d),
+        "finalDesiredReplicas": d.desired,
+        "direction": DIRECTIONS[d.direction],
+        "metrics": metrics,
+        "constraintsApplied": applied,
+    }
+
+
+def decided_at(record: Mapping[str, Any], previous: Mapping[str, Any] | None, now: datetime.datetime) -> str:
+    """``lastDecision.time``: when this decision was first reached. A round that reaches the same
+    decision again keeps the earlier time, so a settled ScaledApp writes no status."""
+    if previous and isinstance(previous.get("time"), str):
+        same = {k: v for k, v in previous.items() if k != "time"} == {
+            k: v for k, v in record.items() if k != "time"
+        }
+        if same:
+            return str(previous["time"])
+    return fmt_time(now)

@@ -46,7 +46,9 @@ def metric_object(m: MetricEvaluation) -> dict[str, Any]:
     }
 
 
-def tick_object(t: Tick) -> dict[str, Any]:
+def tick_object(t: Tick, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One tick; ``previous`` is the tick before's ``lastDecision`` (its ``time`` is kept while the
+    decision is the same, as the operator keeps it)."""
     d = t.decision
     return {
         "time": fmt_time(t.time),
@@ -63,12 +65,19 @@ def tick_object(t: Tick) -> dict[str, Any]:
         "constraints": [{"type": c.type, "replicas": c.replicas} for c in t.constraints],
         "reason": d.reason,
         "message": d.explanation,
-        "lastDecision": st.decision_status(d),
+        "lastDecision": st.decision_status(d, t.time, previous),
     }
 
 
+def tick_objects(run: Run) -> list[dict[str, Any]]:
+    objects: list[dict[str, Any]] = []
+    for t in run.ticks:
+        objects.append(tick_object(t, objects[-1]["lastDecision"] if objects else None))
+    return objects
+
+
 def to_json(run: Run) -> str:
-    return json.dumps([tick_object(t) for t in run.ticks], indent=2) + "\n"
+    return json.dumps(tick_objects(run), indent=2) + "\n"
 
 
 def summary_object(s: Summary) -> dict[str, Any]:
@@ -90,7 +99,7 @@ def compare_json(runs: Sequence[Run]) -> str:
                 {
                     "manifest": r.name,
                     "summary": summary_object(summarize(r)),
-                    "ticks": [tick_object(t) for t in r.ticks],
+                    "ticks": tick_objects(r),
                 }
                 for r in runs
             ],
