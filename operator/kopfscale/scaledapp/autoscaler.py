@@ -251,7 +251,7 @@ class Autoscaler:
             "desiredReplicas": d.desired,
             "lastScaleTime": self.last_scale_time,
             "metrics": [st.metric_status(m) for m in d.metrics],
-            "lastDecision": st.decision_status(d),
+            "lastDecision": st.decision_status(d, now, self.current_status().get("lastDecision")),
             "history": self.history.to_status(),
         }
         conditions = [ready, *st.decision_conditions(d, spec, generation, now)]
