@@ -52,9 +52,14 @@ def replay_spec(spec: ScaledAppSpec) -> ScaledAppSpec:
 
 def trace_from_status(status: Mapping[str, Any], source: str, now: datetime.datetime) -> Trace:
     history = History.from_status(status.get("history"), now)
-    segments = history.recommendations
-    if not segments:
+    if not history.recommendations:
         raise InputError(f"{source}: status.history has no recorded recommendations to replay")
+    return trace_from_history(history, source)
+
+
+def trace_from_history(history: History, source: str) -> Trace:
+    """The recommendations of ``history`` (at least one) as a trace of the ``recommendation`` metric."""
+    segments = history.recommendations
     start = segments[0].since
     times: list[float] = []
     values: list[float | None] = []
