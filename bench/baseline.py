@@ -27,16 +27,16 @@ import time
 import urllib.request
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from kopfscale import GROUP, VERSION, kube
 from kopfscale import settings as kopfscale_settings
 from kopfscale.greeter import manifests, reconcile, status
+from kopfscale.kube import ApiError
 from kopfscale.scaledapp import api as scaledapp_api
 from kopfscale.scaledapp import deployment
 
 PERIOD = 1.0  # seconds between the starts of two passes
-api = reconcile.KubeApi()
+api = reconcile.KubeApi(kube.transport())
+scaledapps = scaledapp_api.KubeApi(kube.transport())
 
 
 def owner_reference(obj: dict[str, Any]) -> dict[str, Any]:
@@ -55,7 +55,7 @@ def apply(kind: reconcile.Kind, body: dict[str, Any]) -> dict[str, Any]:
     meta = body["metadata"]
     try:
         return api.patch_child(kind, meta["namespace"], meta["name"], body)
-    except ApiException as e:
+    except ApiError as e:
         if e.status != 404:
             raise
     return api.create_child(kind, meta["namespace"], body)
@@ -85,17 +85,16 @@ def sync_scaledapp(app: dict[str, Any]) -> None:
     body = deployment.deployment_manifest(meta["name"], meta["namespace"], spec["template"], replicas)
     body["metadata"]["ownerReferences"] = [owner_reference(app)]
     apply("Deployment", body)
-    scaledapp_api.patch_status(
-        meta["name"], meta["namespace"], {"replicas": replicas, "desiredReplicas": replicas}
+    scaledapps.patch_status(
+        meta["namespace"], meta["name"], {"replicas": replicas, "desiredReplicas": replicas}
     )
 
 
 def one_pass(config: kopfscale_settings.OperatorSettings) -> int:
     """List every Greeter and ScaledApp and patch each one, one after the other."""
-    objects = kube.custom_objects()
     errors = 0
     for plural in ("greeters", "scaledapps"):
-        listing: Any = objects.list_cluster_custom_object(GROUP, VERSION, plural)
+        listing: Any = kube.transport().request("GET", kube.path(GROUP, VERSION, plural))
         for item in listing["items"]:
             try:
                 if plural == "greeters":

@@ -16,23 +16,18 @@ def split_ref(ref: str) -> tuple[str, str]:
 
 
 def read_scaledapp(ref: str) -> dict[str, Any]:
+    """The ScaledApp as the API server has it, through the operator's own transport (read-only)."""
     namespace, name = split_ref(ref)
-    from kubernetes.client.exceptions import ApiException
     from kubernetes.config import ConfigException
-    from urllib3.exceptions import HTTPError
 
-    from kopfscale import kube
+    from kopfscale.kube import ApiError, path, transport
 
     try:
-        body = kube.custom_objects().get_namespaced_custom_object(
-            GROUP, VERSION, namespace, "scaledapps", name
-        )
+        body = transport().get(path(GROUP, VERSION, "scaledapps", namespace, name))
     except ConfigException as e:
         raise InputError(f"--from-cluster: no usable kubeconfig: {e}") from None
-    except ApiException as e:
-        raise InputError(f"--from-cluster {ref}: {e.status} {e.reason}") from None
-    except (OSError, HTTPError) as e:
-        raise InputError(f"--from-cluster {ref}: cannot reach the API server: {e}") from None
-    if not isinstance(body, dict):
-        raise InputError(f"--from-cluster {ref}: unexpected answer")
+    except ApiError as e:
+        raise InputError(f"--from-cluster {ref}: {e}") from None
+    if body is None:
+        raise InputError(f"--from-cluster {ref}: no such ScaledApp")
     return body
