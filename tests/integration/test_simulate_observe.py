@@ -27,6 +27,7 @@ from kopfscale import GROUP, VERSION
 from kopfscale.cli import main
 from kopfscale.kube import path, transport
 from tests.conftest import Cluster
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -185,3 +186,43 @@ def test_observe_mode_and_the_simulator_decide_the_same_every_round(
         "Fallback",
         "MinReplicas",
     } <= rules, rules
+
+
+def test_from_cluster_replays_the_recorded_history(
+    cluster: Cluster, namespace: str, operator: KopfRunner, trace_server: TraceServer, tmp_path: Path
+) -> None:
+    cluster.kubectl(
+        "create",
+        "deployment",
+        "observed",
+        "-n",
+        namespace,
+        "--image=registry.invalid/app:1",
+        f"--replicas={REPLICAS}",
+    )
+    obj = manifest(trace_server.url)
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(obj))
+    wait_for(lambda: len(trace_server.snapshots) >= 8, timeout=60, what="8 rounds")
+    (tmp_path / "observed.yaml").write_text(yaml.safe_dump(obj))
+    result = CliRunner().invoke(
+        main,
+        [
+            "simulate",
+            str(tmp_path / "observed.yaml"),
+            "--from-cluster",
+            f"{namespace}/observed",
+            "--output",
+            "json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    ticks = json.loads(result.stdout)
+    assert ticks and all(t["metrics"][0]["name"] == "recommendation" for t in ticks)
+    # The replayed demand is what the ScaledApp recorded (its last window's recommendations).
+    recorded = {r["replicas"] for s in trace_server.snapshots for r in s["history"]["recommendations"]}
+    assert {t["metrics"][0]["value"] for t in ticks} <= recorded
+    missing = CliRunner().invoke(
+        main, ["simulate", str(tmp_path / "observed.yaml"), "--from-cluster", f"{namespace}/nothing"]
+    )
+    assert missing.exit_code == 2
+    assert f"--from-cluster {namespace}/nothing: no such ScaledApp" in missing.stderr
