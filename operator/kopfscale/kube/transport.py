@@ -9,9 +9,10 @@ never reach the API server to be accepted, or refused with its own message.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import kubernetes
 import urllib3
 
 from kopfscale.kube.config import api_client
@@ -49,8 +50,11 @@ def path(
 class Transport:
     """Synchronous requests over the shared connection pool (callers in async code use a thread)."""
 
-    def __init__(self, timeout: float = REQUEST_TIMEOUT) -> None:
+    def __init__(
+        self, timeout: float = REQUEST_TIMEOUT, client: Callable[[], kubernetes.client.ApiClient] = api_client
+    ) -> None:
         self.timeout = timeout
+        self._client = client  # the shared, lazily configured client; a test may give its own
 
     def request(
         self,
@@ -62,7 +66,7 @@ class Transport:
         content_type: str = JSON,
         timeout: float | None = None,
     ) -> Body:
-        client = api_client()
+        client = self._client()
         params = list(query or [])
         if method in ("POST", "PATCH", "PUT"):
             params.append(("fieldManager", FIELD_MANAGER))
