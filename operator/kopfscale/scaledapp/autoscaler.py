@@ -29,7 +29,7 @@ from kopfscale.kube import backoff as shared_backoff
 from kopfscale.kube import indexes
 from kopfscale.kube.errors import ApiError
 from kopfscale.kube.status import merge_patch_between
-from kopfscale.scaledapp import conflicts, deployment, policy, sources
+from kopfscale.scaledapp import conflicts, deployment, flapping, policy, sources
 from kopfscale.scaledapp import status as st
 from kopfscale.scaledapp.history import History, parse_time
 from kopfscale.scaledapp.policy import Decision
@@ -98,6 +98,7 @@ class Autoscaler:
             m["name"]: m["error"] for m in previous.get("metrics") or [] if m.get("error")
         }
         self.observed_desired: int | None = None
+        self.flapping = flapping.Tracker()
         self.failed_rounds = 0
         # The parsed spec and the Deployment it asks for, per generation: both are pure
         # functions of the spec, and rebuilding the manifest (copy + hash) every round showed.
@@ -253,11 +254,30 @@ class Autoscaler:
             "desiredReplicas": d.desired,
             "lastScaleTime": self.last_scale_time,
             "metrics": [st.metric_status(m) for m in d.metrics],
-            "lastDecision": st.decision_status(d),
+            "lastDecision": st.decision_status(d, now, self.current_status().get("lastDecision")),
             "history": self.history.to_status(),
         }
         conditions = [ready, *st.decision_conditions(d, spec, generation, now)]
+        flapping_condition = self.report_flapping(spec, d, generation, now)
+        if flapping_condition is not None:
+            conditions.append(flapping_condition)
         await self.write(now, generation, conditions, fields)
+
+    def report_flapping(
+        self, spec: ScaledAppSpec, d: Decision, generation: int | None, now: datetime.datetime
+    ) -> dict[str, Any] | None:
+        """The ``Flapping`` condition, and one Warning event when an episode starts (:mod:`flapping`).
+
+        The condition appears with the first episode and stays (``False``) once it has cleared."""
+        cfg = flapping.settings(self.body.meta.get("annotations"))
+        self.flapping, verdict = flapping.assess(self.flapping, spec, d, now, cfg)
+        if verdict.started:
+            self.api.post_event(self.body, "Warning", flapping.EVENT_REASON, verdict.message[:1000])
+            self.logger.warning(f"Flapping: {verdict.message}")
+        shown = any(
+            c.get("type") == flapping.CONDITION for c in self.current_status().get("conditions") or []
+        )
+        return flapping.condition(verdict, cfg, generation, now) if verdict.flapping or shown else None
 
     def announce(self, d: Decision, target: str, up: str, down: str) -> None:
         reason = up if d.desired > d.current else down
