@@ -101,3 +101,86 @@ def test_pods_that_cannot_be_created_make_the_owner_not_ready(
             timeout=120,
             what=f"{kind}/{name} Ready again",
         )
+
+
+def test_status_written_by_someone_else_is_put_back(
+    cluster: Cluster, namespace: str, operator: KopfRunner
+) -> None:
+    greeter = {
+        "apiVersion": "kopfscale.dev/v1",
+        "kind": "Greeter",
+        "metadata": {"name": "hello"},
+        "spec": {"message": "hi"},
+    }
+    scaledapp = {
+        "apiVersion": "kopfscale.dev/v1",
+        "kind": "ScaledApp",
+        "metadata": {"name": "app"},
+        "spec": {
+            "template": {"spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]}},
+            "maxReplicas": 3,
+            "pollingInterval": 1,
+            "metrics": [
+                {
+                    "name": "floor",
+                    "type": "cron",
+                    "cron": {
+                        "timezone": "UTC",
+                        "start": "0 0 * * *",
+                        "end": "59 23 * * *",
+                        "desiredReplicas": 2,
+                    },
+                }
+            ],
+        },
+    }
+    for obj in (greeter, scaledapp):
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(obj))
+    for kind, name in (("greeter", "hello"), ("scaledapp", "app")):
+        wait_for(
+            lambda kind=kind, name=name: ready(cluster, namespace, kind, name).get("status") == "True",  # type: ignore[misc]
+            timeout=60,
+            what=f"{kind}/{name} Ready",
+        )
+
+    def status(kind: str, name: str) -> dict[str, Any]:
+        body = json.loads(cluster.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout)
+        return dict(body.get("status") or {})
+
+    lie = {"status": {"replicas": 42, "readyReplicas": 42, "url": "http://elsewhere.example/"}}
+    cluster.kubectl(
+        "patch",
+        "greeter",
+        "hello",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(lie),
+    )
+    wait_for(
+        lambda: status("greeter", "hello").get("readyReplicas") == 1,
+        timeout=20,
+        what="the Greeter's status put back",
+    )
+    assert status("greeter", "hello")["url"].startswith("http://hello.")
+
+    lie = {"status": {"desiredReplicas": 99, "target": "Deployment/elsewhere"}}
+    cluster.kubectl(
+        "patch",
+        "scaledapp",
+        "app",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(lie),
+    )
+    wait_for(
+        lambda: status("scaledapp", "app").get("desiredReplicas") == 2,
+        timeout=20,
+        what="the ScaledApp's status put back",
+    )
+    assert status("scaledapp", "app")["target"] == "Deployment/app"

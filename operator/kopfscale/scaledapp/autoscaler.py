@@ -94,6 +94,7 @@ class Autoscaler:
         self.history = History.from_status(previous.get("history"), utcnow())
         self.last_scale_time: str | None = previous.get("lastScaleTime")
         self.written: dict[str, Any] | None = None  # the status as we last wrote it
+        self.replaced: dict[str, Any] | None = None  # the status that write replaced
         self.errors: dict[str, str] = {
             m["name"]: m["error"] for m in previous.get("metrics") or [] if m.get("error")
         }
@@ -329,7 +330,19 @@ class Autoscaler:
         return True
 
     def current_status(self) -> dict[str, Any]:
-        return self.written if self.written is not None else dict(self.body.get("status") or {})
+        """The status as it is now: our last write, unless someone else has written since.
+
+        kopf keeps ``body`` up to date from the watch. While it still shows the status our last
+        write replaced, the write's event has not arrived and the write is what is there; when it
+        shows neither that nor our write, someone else wrote it, and starting from it makes the
+        next write put back whatever they changed (within one round).
+        """
+        live = dict(self.body.get("status") or {})
+        if self.written is None or not st.changed(live, self.written):
+            return live if self.written is None else self.written
+        if self.replaced is not None and not st.changed(live, self.replaced):
+            return self.written
+        return live
 
     async def write(
         self,
@@ -350,7 +363,7 @@ class Autoscaler:
             if e.status == 404:  # deleted meanwhile; the loop is being stopped
                 return
             raise
-        self.written = new
+        self.written, self.replaced = new, previous
 
     @staticmethod
     async def call(fn: Callable[..., Any], *args: Any) -> Any:
