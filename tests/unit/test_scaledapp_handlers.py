@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -35,13 +34,9 @@ class Fake:
             self.replicas = n
             return ScaleState(n, n, "app=web")
 
-        async def read_metric(spec: Mapping[str, Any], ctx: SourceContext) -> MetricReading:
-            value = self.values[spec["name"]]
-            return (
-                MetricReading(spec["name"], error=value)
-                if isinstance(value, str)
-                else MetricReading(spec["name"], value)
-            )
+        async def read_metric(name: str, source: Any, ctx: SourceContext) -> MetricReading:
+            value = self.values[name]
+            return MetricReading(name, error=value) if isinstance(value, str) else MetricReading(name, value)
 
         monkeypatch.setattr(workload, "target_of", target_of)
         monkeypatch.setattr(
@@ -56,7 +51,7 @@ class Fake:
         monkeypatch.setattr(
             workload, "patch_status", lambda name, ns, patch: self.status_patches.append(patch)
         )
-        monkeypatch.setattr(handlers, "read_metric", read_metric)
+        monkeypatch.setattr(handlers.sources, "read", read_metric)
         monkeypatch.setattr(
             kopf, "info", lambda body, reason, message: self.events.append(("Normal", reason, message))
         )
@@ -101,7 +96,7 @@ def tick(loop: handlers.Autoscaler) -> float:
 
 def test_a_round_scales_reports_and_only_writes_changes(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = Fake(monkeypatch)
-    loop = handlers.Autoscaler(body(), http=object(), logger=logging.getLogger("test"))  # type: ignore[arg-type]
+    loop = handlers.Autoscaler(body(), logger=logging.getLogger("test"))  # type: ignore[arg-type]
     assert tick(loop) == 1.0
     assert fake.scaled == [] and len(fake.status_patches) == 1
     status = (
@@ -140,7 +135,7 @@ def test_a_round_scales_reports_and_only_writes_changes(monkeypatch: pytest.Monk
 def test_an_unusable_target_is_not_ready_and_backs_off(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = Fake(monkeypatch)
     fake.target_error = TargetError("TargetNotFound", "Deployment/web does not exist in namespace ns")
-    loop = handlers.Autoscaler(body(), http=object(), logger=logging.getLogger("test"))  # type: ignore[arg-type]
+    loop = handlers.Autoscaler(body(), logger=logging.getLogger("test"))  # type: ignore[arg-type]
     assert [tick(loop) for _ in range(4)] == [1.0, 2.0, 4.0, 8.0]
     ready = next(c for c in fake.status_patches[0]["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "TargetNotFound")
@@ -154,7 +149,7 @@ def test_an_unusable_target_is_not_ready_and_backs_off(monkeypatch: pytest.Monke
 def test_observe_mode_never_scales_but_tells(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = Fake(monkeypatch)
     fake.values["load"] = 50
-    loop = handlers.Autoscaler(body(mode="Observe"), http=object(), logger=logging.getLogger("test"))  # type: ignore[arg-type]
+    loop = handlers.Autoscaler(body(mode="Observe"), logger=logging.getLogger("test"))  # type: ignore[arg-type]
     tick(loop)
     tick(loop)
     assert fake.scaled == []

@@ -24,30 +24,23 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
 import kopf
 
 from kopfscale import GROUP, VERSION
 from kopfscale import metrics as operator_metrics
 from kopfscale.conditions import rfc3339, utcnow
+from kopfscale.scaledapp import sources, workload
 from kopfscale.scaledapp import status as st
-from kopfscale.scaledapp import workload
 from kopfscale.scaledapp.history import History, parse_time
 from kopfscale.scaledapp.policy import Decision, decide, keep_seconds
-from kopfscale.scaledapp.sources import MetricReading, SourceContext, read_metric
+from kopfscale.scaledapp.sources import MetricReading, SourceContext
 from kopfscale.scaledapp.spec import MetricSpec, ScaledAppSpec, SpecError, parse
 from kopfscale.scaledapp.workload import ApiException, TargetError
 
 PLURAL = "scaledapps"
-HTTP_MEMO_KEY = "scaledapp_http"
-METRIC_DEADLINE_GRACE = 2.0  # seconds beyond a source's own timeout before the loop gives up on it
-DEFAULT_SOURCE_TIMEOUT = 3.0
 BACKOFF_MAX = 60.0  # seconds between retries of an unusable target
 INVALID_SPEC_RETRY = 30.0
 WAKE_MEMO_KEY = "autoscaler_wake"  # the per-object memo's event: "the spec changed, start a round"
-#: Open connections to metric endpoints, all loops together. Reads take milliseconds, so a few
-#: dozen connections serve thousands of loops; each kept-alive connection costs buffers (RSS).
-METRIC_CONNECTIONS = 32
 
 
 def initial_replicas(spec: ScaledAppSpec) -> int:
@@ -73,17 +66,15 @@ def announce_deployment(body: kopf.Body, action: str, logger: kopf.Logger | logg
         logger.info(message)
 
 
-# --- the shared HTTP session of the metric sources ----------------------------------------------------
+# --- the metric sources' clients live as long as the operator ---------------------------------------
 @kopf.on.startup()
-async def open_http_session(memo: kopf.Memo, **_: Any) -> None:
-    memo[HTTP_MEMO_KEY] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=METRIC_CONNECTIONS))
+async def open_sources(**_: Any) -> None:
+    await sources.open_all()
 
 
 @kopf.on.cleanup()
-async def close_http_session(memo: kopf.Memo, **_: Any) -> None:
-    session = memo.get(HTTP_MEMO_KEY)
-    if session is not None:
-        await session.close()
+async def close_sources(**_: Any) -> None:
+    await sources.close_all()
 
 
 # --- the workload ---------------------------------------------------------------------------------------
@@ -141,12 +132,9 @@ async def autoscale(
     scaledapp_deployment_index: kopf.Index[Any, Any] | None = None,
     **_: Any,
 ) -> None:
-    loop = Autoscaler(body, memo.get(HTTP_MEMO_KEY), logger, scaledapp_deployment_index)
+    loop = Autoscaler(body, logger, scaledapp_deployment_index)
     wake = memo[WAKE_MEMO_KEY] = asyncio.Event()  # memo is this object's own (kopf copies it per object)
-    try:
-        await _run(loop, stopped, wake, logger)
-    finally:
-        await loop.close()
+    await _run(loop, stopped, wake, logger)
 
 
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
@@ -196,13 +184,11 @@ class Autoscaler:
     def __init__(
         self,
         body: kopf.Body,
-        http: aiohttp.ClientSession | None,
         logger: kopf.Logger | logging.Logger,
         deployments: Mapping[Any, Any] | None = None,
     ) -> None:
         self.body = body
         self.deployments = deployments
-        self.http = http
         self.logger = logger
         previous = body.get("status") or {}
         self.history = History.from_status(previous.get("history"), utcnow())
@@ -213,7 +199,6 @@ class Autoscaler:
         }
         self.observed_desired: int | None = None
         self.failed_rounds = 0
-        self.own_http: aiohttp.ClientSession | None = None
         # The parsed spec and the Deployment it asks for, per generation: both are pure
         # functions of the spec, and rebuilding the manifest (copy + hash) every round showed.
         self._parsed: tuple[Any, ScaledAppSpec, dict[str, Any] | None] | None = None
@@ -225,10 +210,6 @@ class Autoscaler:
             manifest = owned_deployment(self.body, spec) if spec.template is not None else None
             self._parsed = (generation, spec, manifest)
         return self._parsed[1], self._parsed[2]
-
-    async def close(self) -> None:
-        if self.own_http is not None:
-            await self.own_http.close()
 
     @property
     def name(self) -> str:
@@ -277,9 +258,9 @@ class Autoscaler:
             )
             return self.backoff()
 
-        if self.http is None:  # only when the startup handler did not run (e.g. a bare test harness)
-            self.http = self.own_http = aiohttp.ClientSession()
-        ctx = SourceContext(namespace=self.namespace, pod_selector=scale.selector, now=utcnow, http=self.http)
+        ctx = SourceContext(
+            namespace=self.namespace, pod_selector=scale.selector, now=utcnow, scaledapp=self.name
+        )
         readings = await asyncio.gather(*(self.read(m, ctx) for m in spec.metrics))
         for metric, reading in zip(spec.metrics, readings, strict=True):
             if reading.error is not None:
@@ -335,14 +316,7 @@ class Autoscaler:
         return float(spec.polling_interval)
 
     async def read(self, metric: MetricSpec, ctx: SourceContext) -> MetricReading:
-        config = metric.raw.get(metric.type)
-        timeout = DEFAULT_SOURCE_TIMEOUT
-        if isinstance(config, Mapping) and isinstance(config.get("timeout"), int | float):
-            timeout = float(config["timeout"])
-        try:
-            return await asyncio.wait_for(read_metric(metric.raw, ctx), timeout + METRIC_DEADLINE_GRACE)
-        except TimeoutError:
-            return MetricReading(name=metric.name, error=f"{metric.type}: no answer within {timeout:g}s")
+        return await sources.read(metric.name, metric.source, ctx)
 
     def announce(self, d: Decision, target: str, up: str, down: str) -> None:
         reason = up if d.desired > d.current else down

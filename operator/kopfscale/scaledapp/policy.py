@@ -6,11 +6,14 @@ The maths, stated once (Kubernetes HPA v2, kubernetes.io/docs/concepts/workloads
 horizontal-pod-autoscale/, and the HPA controller's ``normalizeDesiredReplicasWithBehaviors``):
 
 1. Per metric, a recommendation:
-   - ``Value`` / ``Utilization`` (and ``resource`` with ``AverageValue``, whose reading is already
-     a per-pod average): ``ratio = value / target``, ``desired = ceil(current * ratio)``.
-   - ``AverageValue`` on an external value (prometheus, http): the value is a total, the target is
-     per replica: ``desired = ceil(value / target)``, ``ratio = value / (target * current)``.
-   - ``cron``: the window's ``desiredReplicas`` (0 outside it): a floor, since the max is taken.
+   What a number means is the source's declaration (``sources.Meaning``), never its type name:
+   - ``Value`` / ``Utilization``, and ``AverageValue`` of a per-pod source (``PER_POD``: the
+     reading is already an average over the pods): ``ratio = value / target``,
+     ``desired = ceil(current * ratio)``.
+   - ``AverageValue`` of a total (``TOTAL``: prometheus, http): the target is per replica:
+     ``desired = ceil(value / target)``, ``ratio = value / (target * current)``.
+   - A floor (``FLOOR``: cron's ``desiredReplicas`` inside its window, 0 outside): the value is the
+     recommendation, and the max over metrics makes it a floor.
    - Tolerance: when ``1 - scaleDown.tolerance <= ratio <= 1 + scaleUp.tolerance`` the metric
      recommends ``current`` (no change).
 2. The recommendation is the **max** over metrics. When a metric failed and the others recommend
@@ -46,6 +49,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from kopfscale.scaledapp.history import History
+from kopfscale.scaledapp.sources import Meaning
 from kopfscale.scaledapp.spec import MetricSpec, ScaledAppSpec, ScalingRules, Target
 
 # Reasons (CamelCase, as in the HPA's conditions) for what shaped a decision.
@@ -84,7 +88,7 @@ class MetricEvaluation:
     target: Target | None
     value: float | None
     error: str | None
-    ratio: float | None  # value relative to its target (None for cron, at zero replicas, or on error)
+    ratio: float | None  # value relative to its target (None for a floor, at zero replicas, or on error)
     recommendation: int | None  # None: failed and not (yet) in fallback
     active: bool | None  # None: unknown (failed)
     within_tolerance: bool
@@ -162,9 +166,9 @@ def evaluate_metric(
     behavior = spec.behavior
     ratio: float | None = None
     within = False
-    if metric.type == "cron" or metric.target is None:
+    if metric.meaning is Meaning.FLOOR or metric.target is None:
         recommendation = max(_ceil(value), 0)
-    elif metric.target.type == "AverageValue" and metric.type != "resource":
+    elif metric.target.type == "AverageValue" and metric.meaning is Meaning.TOTAL:
         # External metric semantics: a total divided by the per-replica target.
         recommendation = _ceil(value / metric.target.value)
         if current > 0:
@@ -374,7 +378,7 @@ def describe_metric(m: MetricEvaluation) -> str:
         return text
     assert m.value is not None
     if m.target is None:
-        return f"{m.name}: {_fmt(m.value)} (cron floor) -> {m.recommendation}"
+        return f"{m.name}: {_fmt(m.value)} ({m.type} floor) -> {m.recommendation}"
     unit = "%" if m.target.type == "Utilization" else ""
     text = f"{m.name}: {_fmt(m.value)}{unit} (target {m.target.type} {_fmt(m.target.value)}{unit}"
     if m.ratio is not None:
