@@ -162,8 +162,14 @@ class Tenant:
 class HttpClient:
     """A connection pool for one scaler; ``get`` before ``open`` is a clear error, not a leak."""
 
-    def __init__(self, connections: int = CONNECTIONS, policy: egress.EgressPolicy | None = None) -> None:
+    def __init__(
+        self,
+        connections: int = CONNECTIONS,
+        policy: egress.EgressPolicy | None = None,
+        resolver: AbstractResolver | None = None,
+    ) -> None:
         self._connections = connections
+        self._inner_resolver = resolver  # the DNS below the policy (tests give a fake one)
         self._fixed_policy = policy
         self.policy: egress.EgressPolicy = policy or egress.EgressPolicy()
         self._session: aiohttp.ClientSession | None = None
@@ -174,7 +180,9 @@ class HttpClient:
         if self._session is None:
             self.policy = self._fixed_policy or load_policy()
             logger.info("Metric egress policy: %s", self.policy.describe())
-            connector = aiohttp.TCPConnector(limit=self._connections, resolver=PolicyResolver(self.policy))
+            connector = aiohttp.TCPConnector(
+                limit=self._connections, resolver=PolicyResolver(self.policy, self._inner_resolver)
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),  # no cookies kept, so none shared between tenants
