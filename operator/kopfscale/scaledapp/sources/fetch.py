@@ -199,9 +199,11 @@ class HttpClient:
         if tenant is None:
             yield
             return
+        # The ScaledApp's own slot first: waiting for it must not hold a slot of the namespace
+        # (16 queued metrics of two ScaledApps would otherwise hold all 32 and stall the others).
         async with (
-            self._per_namespace.of(tenant.namespace),
             self._per_scaledapp.of(tenant.namespace, tenant.scaledapp),
+            self._per_namespace.of(tenant.namespace),
         ):
             yield
 
