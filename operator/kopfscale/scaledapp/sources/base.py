@@ -136,6 +136,11 @@ def http_url(config: Config, field: str) -> str:
     return url
 
 
+def describe_url(kind: str, url: Any) -> str:
+    """``<kind> <url>`` for a source's label, credentials redacted; just ``<kind>`` without a URL."""
+    return f"{kind} {redact_url(url)}" if isinstance(url, str) and url else kind
+
+
 _AUTHORITY = re.compile(
     r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*:)?(?P<slashes>//)?(?P<authority>[^/?#]*)(?P<rest>.*)$", re.S
 )

@@ -3,7 +3,7 @@
 ``headersFrom``, ``basicAuth``, ``bearerToken`` and ``tls.ca`` in an ``http`` or ``prometheus``
 block: a value is either in clear (``value``, for non-secrets) or a ``valueFrom.secretKeyRef``
 (like a container env var). The references are parsed with the spec (pure); the Secrets are read
-when a metric is read, through ``kopfscale.kube``, and kept for :data:`SECRET_TTL` seconds so a
+when a metric is read, through ``kopfscale.kube``'s transport, and kept for :data:`SECRET_TTL` seconds so a
 settled ScaledApp costs no API call per round. Errors name the Secret and the key, never a value.
 Only the ScaledApp's own namespace is ever read; the admission policy checks that its author may
 get each Secret it names, and the operator needs ``rbac.readSecrets`` to read them at all.
@@ -141,13 +141,11 @@ class SecretCache:
 
 def read_secret(namespace: str, name: str) -> dict[str, str]:
     """The base64 data of a Secret; :class:`SourceError` saying why not (never any value)."""
-    from kubernetes.client.exceptions import ApiException
-
-    from kopfscale import kube
+    from kopfscale.kube import ApiError, path, transport
 
     try:
-        secret = kube.core_v1().read_namespaced_secret(name, namespace, _request_timeout=5)
-    except ApiException as e:
+        secret = transport().request("GET", path("", "v1", "secrets", namespace, name), timeout=5)
+    except ApiError as e:
         if e.status == 404:
             raise SourceError(f"Secret {name} does not exist in namespace {namespace}") from None
         if e.status == 403:
@@ -155,8 +153,11 @@ def read_secret(namespace: str, name: str) -> dict[str, str]:
                 f"the operator may not read Secret {name} in namespace {namespace} "
                 "(install it with rbac.readSecrets=true to use secretKeyRef)"
             ) from None
+        if e.status is None:
+            raise SourceError(f"reading Secret {name} failed: no answer from the API server") from None
         raise SourceError(f"reading Secret {name} failed: HTTP {e.status}") from None
-    return {str(k): str(v) for k, v in (secret.data or {}).items()}
+    data = secret.get("data") or {}
+    return {str(k): str(v) for k, v in data.items()}
 
 
 SECRETS = SecretCache()

@@ -30,14 +30,14 @@ import urllib.parse
 import weakref
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from kopfscale import egress
-from kopfscale.scaledapp.sources.base import SourceError, redact_url
+from kopfscale.scaledapp.sources.base import ConfigT, Scaler, SourceError, describe_url, redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -123,9 +123,9 @@ def load_policy() -> egress.EgressPolicy:
     """The operator's policy: its KOPFSCALE_EGRESS_* settings and the API server it talks to."""
     server: str | None = None
     with contextlib.suppress(Exception):  # no kubeconfig at all (a bare tool): no API server to refuse
-        from kopfscale import kube
+        from kopfscale.kube import config
 
-        server = kube.api_client().configuration.host
+        server = config.configuration().host
     return egress.from_env(kubeconfig_server=server)
 
 
@@ -247,6 +247,25 @@ class HttpClient:
                         response.status, standard_reason(response.status), response.content_type, body
                     )
         raise SourceError(f"more than {MAX_REDIRECTS} redirects, not followed further")
+
+
+class HttpScaler(Scaler[ConfigT]):
+    """A scaler that reads over HTTP: its :class:`HttpClient` opens and closes with the operator,
+    and its label is its type and the URL in ``url_field`` (credentials redacted)."""
+
+    url_field: ClassVar[str]
+
+    def __init__(self) -> None:
+        self.client = HttpClient()
+
+    def describe(self, config: Mapping[str, Any]) -> str:
+        return describe_url(self.type, config.get(self.url_field))
+
+    async def open(self) -> None:
+        await self.client.open()
+
+    async def close(self) -> None:
+        await self.client.close()
 
 
 def origin(url: str) -> tuple[str, str, int | None]:

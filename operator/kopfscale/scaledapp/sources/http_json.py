@@ -27,11 +27,9 @@ from kopfscale.scaledapp.sources import credentials, evaluation, fetch
 from kopfscale.scaledapp.sources.base import (
     Config,
     Meaning,
-    Scaler,
     SourceContext,
     SourceError,
     http_url,
-    redact_url,
     required_str,
     to_number,
 )
@@ -134,28 +132,21 @@ def evaluate(body: bytes, content_type: str, value_location: str) -> float:
     return extract_value(parse_document(body, content_type), value_location)
 
 
-def describe(config: Config) -> str:
-    url = config.get("url")
-    return f"http {redact_url(url)}" if isinstance(url, str) and url else "http"
-
-
-class HttpScaler(Scaler[HttpConfig]):
+class HttpJsonScaler(fetch.HttpScaler[HttpConfig]):
     """``GET url``, one number at ``valueLocation``: a total for the workload (KEDA's metrics-api)."""
 
     type = "http"
     meaning = Meaning.TOTAL
+    url_field = "url"
 
     def __init__(self) -> None:
-        self.client = fetch.HttpClient()
+        super().__init__()
         self.evaluate = evaluation.Evaluator()
 
     def parse(self, config: Config, target_type: str | None) -> HttpConfig:
         parsed = parse_config(config)
         compile_checked(parsed.value_location)
         return parsed
-
-    def describe(self, config: Config) -> str:
-        return describe(config)
 
     async def read(self, config: HttpConfig, ctx: SourceContext) -> float:
         extra = await credentials.resolve(config.credentials, ctx.namespace)
@@ -173,12 +164,10 @@ class HttpScaler(Scaler[HttpConfig]):
             len(response.body), tenant, evaluate, response.body, response.content_type, config.value_location
         )
 
-    async def open(self) -> None:
-        await self.client.open()
-
     async def close(self) -> None:
-        await self.client.close()
+        await super().close()
         self.evaluate.close()
 
 
-SCALER = HttpScaler()
+SCALER = HttpJsonScaler()
+describe = SCALER.describe

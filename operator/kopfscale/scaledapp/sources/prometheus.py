@@ -16,11 +16,9 @@ from kopfscale.scaledapp.sources import credentials, evaluation, fetch
 from kopfscale.scaledapp.sources.base import (
     Config,
     Meaning,
-    Scaler,
     SourceContext,
     SourceError,
     http_url,
-    redact_url,
     required_str,
     to_number,
 )
@@ -126,26 +124,19 @@ def _sample_value(pair: Any, what: str) -> float:
     return to_number(pair[1], "query result")
 
 
-def describe(config: Config) -> str:
-    address = config.get("serverAddress")
-    return f"prometheus {redact_url(address)}" if isinstance(address, str) and address else "prometheus"
-
-
-class PrometheusScaler(Scaler[PrometheusConfig]):
+class PrometheusScaler(fetch.HttpScaler[PrometheusConfig]):
     """An instant query yielding one number: a total for the workload (KEDA's prometheus scaler)."""
 
     type = "prometheus"
     meaning = Meaning.TOTAL
+    url_field = "serverAddress"
 
     def __init__(self) -> None:
-        self.client = fetch.HttpClient()
+        super().__init__()
         self.evaluate = evaluation.Evaluator()
 
     def parse(self, config: Config, target_type: str | None) -> PrometheusConfig:
         return parse_config(config)
-
-    def describe(self, config: Config) -> str:
-        return describe(config)
 
     async def read(self, config: PrometheusConfig, ctx: SourceContext) -> float:
         extra = await credentials.resolve(config.credentials, ctx.namespace)
@@ -167,12 +158,10 @@ class PrometheusScaler(Scaler[PrometheusConfig]):
             response.content_type,
         )
 
-    async def open(self) -> None:
-        await self.client.open()
-
     async def close(self) -> None:
-        await self.client.close()
+        await super().close()
         self.evaluate.close()
 
 
 SCALER = PrometheusScaler()
+describe = SCALER.describe
