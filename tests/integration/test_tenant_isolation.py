@@ -11,6 +11,8 @@ import contextlib
 import http.server
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -38,16 +40,95 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: The noisy tenants' endpoints, in their own process (as they would be: elsewhere, not in the
+#: operator's process competing for its interpreter lock): /slow answers after 8 s, /huge is a
+#: JSON document just under the 1 MiB limit.
+NOISY_SERVER = r"""
+import http.server, json, sys, threading, time
+huge = json.dumps({"items": [{"v": i, "pad": [1, 2, {"w": "x" * 8}]} for i in range(12000)]}).encode()
+assert len(huge) < 1024 * 1024
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.path.startswith("/slow"):
+            time.sleep(8)
+            body = b'{"load": 1}'
+        elif self.path.startswith("/huge"):
+            body = huge
+        else:
+            body = b"{}"
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            pass
+    def log_message(self, *args):
+        pass
+class Quiet(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    def handle_error(self, request, client_address):
+        pass
+server = Quiet(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+sys.stdin.read()  # until the test closes our stdin
+"""
+
+#: The liveness probe, in its own process too (the kubelet probes from outside the operator).
+PROBER = r"""
+import sys, time, urllib.request
+url = sys.argv[1]
+while True:
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            response.read()
+        print(f"{time.monotonic() - started:.4f}", flush=True)
+    except OSError as e:
+        print(f"error {e}", flush=True)
+    time.sleep(0.2)
+"""
+
+
+@contextlib.contextmanager
+def subprocess_server() -> Iterator[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", NOISY_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        yield f"http://127.0.0.1:{int(process.stdout.readline())}"
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def prober(url: str) -> Iterator[list[str]]:
+    """Probe ``url`` every 0.2 s from another process; the list gets its lines when done."""
+    lines: list[str] = []
+    process = subprocess.Popen([sys.executable, "-c", PROBER, url], stdout=subprocess.PIPE, text=True)
+    try:
+        yield lines
+    finally:
+        process.terminate()
+        out, _ = process.communicate(timeout=10)
+        lines.extend(out.split())
+
+
 class Tenants:
-    """One loopback server for every tenant: a fast /load, a slow /slow, a huge /huge, a /marker."""
+    """The in-process server: the healthy tenant's /load (the test sets its value) and /marker-*."""
 
     def __init__(self) -> None:
         self.value = 5.0
-        self.release = threading.Event()
-        self.huge = json.dumps(
-            {"items": [{"v": i, "pad": [1, 2, {"w": "x" * 8}]} for i in range(12000)]}
-        ).encode()
-        assert len(self.huge) < 1024 * 1024
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -58,11 +139,6 @@ class Tenants:
                 content_type = "application/json"
                 if path == "/load":
                     status, body = 200, json.dumps({"load": server.value}).encode()
-                elif path == "/slow":
-                    server.release.wait(8)
-                    status, body = 200, b'{"load": 1}'
-                elif path == "/huge":
-                    status, body = 200, server.huge
                 elif path == "/marker-500":
                     status, body, content_type = 500, f"secret is {MARKER}".encode(), "text/plain"
                 elif path == "/marker-html":
@@ -92,7 +168,6 @@ class Tenants:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def close(self) -> None:
-        self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -188,85 +263,71 @@ def test_bodies_never_reach_status_events_or_logs(cluster: Cluster, namespace: s
 def test_noisy_tenants_neither_starve_a_healthy_one_nor_stall_liveness(
     cluster: Cluster, namespace: str, tenants: Tenants
 ) -> None:
-    port = free_port()
-    liveness = f"http://127.0.0.1:{port}/healthz"
-    slow = [http_metric(f"slow-{i}", f"{tenants.url}/slow", timeout=6) for i in range(16)]
-    huge = [http_metric(f"huge-{i}", f"{tenants.url}/huge", "$..v", timeout=6) for i in range(8)]
-    fast = {
-        "scaleUp": {
-            "stabilizationWindowSeconds": 0,
-            "policies": [{"type": "Pods", "value": 100, "periodSeconds": 1}],
-        },
-        "scaleDown": {
-            "stabilizationWindowSeconds": 0,
-            "policies": [{"type": "Percent", "value": 100, "periodSeconds": 1}],
-        },
-    }
-    regex = [http_metric("regex", f"{tenants.url}/huge", "$.items[?(@.pad =~ '(x+x+)+y')].v")]
-    latencies: list[float] = []
-    stop = threading.Event()
-
-    def probe() -> None:
-        while not stop.is_set():
-            started = time.monotonic()
-            try:
-                with urllib.request.urlopen(liveness, timeout=5) as response:
-                    response.read()
-                latencies.append(time.monotonic() - started)
-            except OSError:
-                latencies.append(float("inf") if latencies else 0.0)  # not up yet counts only once up
-            stop.wait(0.2)
-
-    with operator_at_info(namespace, "--liveness", liveness):
-        wait_for(
-            lambda: urllib.request.urlopen(liveness, timeout=2).status == 200, what="the liveness endpoint"
-        )
-        latencies.clear()
-        prober = threading.Thread(target=probe, daemon=True)
-        prober.start()
-        try:
-            # 32 slow metrics: as many as the whole pool had before per-ScaledApp budgets.
-            apply(cluster, namespace, scaledapp("noisy-a", tenants.url, metrics=slow))
-            apply(cluster, namespace, scaledapp("noisy-b", tenants.url, metrics=slow))
-            apply(cluster, namespace, scaledapp("noisy-huge", tenants.url, metrics=huge))
-            apply(cluster, namespace, scaledapp("noisy-regex", tenants.url, metrics=regex))
-            tenants.value = 5
-            apply(cluster, namespace, scaledapp("healthy", f"{tenants.url}/load", behavior=fast))
-            wait_for(lambda: replicas(cluster, namespace, "healthy") == 1, timeout=30, what="healthy at 1")
+    with subprocess_server() as noisy:
+        port = free_port()
+        liveness = f"http://127.0.0.1:{port}/healthz"
+        slow = [http_metric(f"slow-{i}", f"{noisy}/slow", timeout=6) for i in range(16)]
+        huge = [http_metric(f"huge-{i}", f"{noisy}/huge", "$..v", timeout=6) for i in range(8)]
+        fast = {
+            "scaleUp": {
+                "stabilizationWindowSeconds": 0,
+                "policies": [{"type": "Pods", "value": 100, "periodSeconds": 1}],
+            },
+            "scaleDown": {
+                "stabilizationWindowSeconds": 0,
+                "policies": [{"type": "Percent", "value": 100, "periodSeconds": 1}],
+            },
+        }
+        regex = [http_metric("regex", f"{noisy}/huge", "$.items[?(@.pad =~ '(x+x+)+y')].v")]
+        with operator_at_info(namespace, "--liveness", liveness):
             wait_for(
-                lambda: (
-                    "huge-0" in metric_errors(cluster, namespace, "noisy-huge")
-                    and "slow-0" in metric_errors(cluster, namespace, "noisy-a")
-                    and "slow-0" in metric_errors(cluster, namespace, "noisy-b")
-                ),
-                timeout=60,
-                what="the noisy tenants' rounds to run",
+                lambda: urllib.request.urlopen(liveness, timeout=2).status == 200,
+                what="the liveness endpoint",
             )
-            reactions = []
-            for value, expected in ((38, 4), (71, 8), (12, 2)):
-                tenants.value = value
-                changed = time.monotonic()
+            with prober(liveness) as lines:
+                # 32 slow metrics: as many as the whole pool had before per-ScaledApp budgets.
+                apply(cluster, namespace, scaledapp("noisy-a", tenants.url, metrics=slow))
+                apply(cluster, namespace, scaledapp("noisy-b", tenants.url, metrics=slow))
+                apply(cluster, namespace, scaledapp("noisy-huge", tenants.url, metrics=huge))
+                apply(cluster, namespace, scaledapp("noisy-regex", tenants.url, metrics=regex))
+                tenants.value = 5
+                apply(cluster, namespace, scaledapp("healthy", f"{tenants.url}/load", behavior=fast))
                 wait_for(
-                    lambda expected=expected: replicas(cluster, namespace, "healthy") == expected,  # type: ignore[misc]
-                    timeout=20,
-                    interval=0.1,
-                    what=f"the healthy ScaledApp at {expected}",
+                    lambda: replicas(cluster, namespace, "healthy") == 1, timeout=30, what="healthy at 1"
                 )
-                reactions.append(time.monotonic() - changed)
-            assert metric_errors(cluster, namespace, "healthy") == {"load": ""}
-            refused = condition(cluster, namespace, "noisy-regex", "Ready")
-        finally:
-            stop.set()
-            prober.join(timeout=10)
-    worst = max(latencies)
-    print(
-        f"liveness under noisy tenants: {len(latencies)} probes, worst {worst * 1000:.0f} ms, "
-        f"median {sorted(latencies)[len(latencies) // 2] * 1000:.0f} ms; "
-        f"healthy tenant followed its load in {', '.join(f'{r:.1f}s' for r in reactions)}"
-    )
-    assert len(latencies) >= 20
-    # Within a few polling intervals (1 s); a stall behind the noisy tenants costs their 6 s timeout.
-    assert max(reactions) < 5.0, reactions
-    assert worst <= 1.0, f"the liveness endpoint took {worst:.2f}s under the noisy tenants"
-    assert (refused.get("status"), refused.get("reason")) == ("False", "InvalidSpec"), refused
-    assert "regular-expression filter (=~)" in refused["message"]
+                wait_for(
+                    lambda: (
+                        "huge-0" in metric_errors(cluster, namespace, "noisy-huge")
+                        and "slow-0" in metric_errors(cluster, namespace, "noisy-a")
+                        and "slow-0" in metric_errors(cluster, namespace, "noisy-b")
+                    ),
+                    timeout=60,
+                    what="the noisy tenants' rounds to run",
+                )
+                reactions = []
+                for value, expected in ((38, 4), (71, 8), (12, 2)):
+                    tenants.value = value
+                    changed = time.monotonic()
+                    wait_for(
+                        lambda expected=expected: replicas(cluster, namespace, "healthy") == expected,  # type: ignore[misc]
+                        timeout=20,
+                        interval=0.1,
+                        what=f"the healthy ScaledApp at {expected}",
+                    )
+                    reactions.append(time.monotonic() - changed)
+                assert metric_errors(cluster, namespace, "healthy") == {"load": ""}
+                refused = condition(cluster, namespace, "noisy-regex", "Ready")
+        assert not [line for line in lines if line.startswith("error")], lines
+        latencies = [float(line) for line in lines if not line.startswith("error")]
+        worst = max(latencies)
+        print(
+            f"liveness under noisy tenants: {len(latencies)} probes, worst {worst * 1000:.0f} ms, "
+            f"median {sorted(latencies)[len(latencies) // 2] * 1000:.0f} ms; "
+            f"healthy tenant followed its load in {', '.join(f'{r:.1f}s' for r in reactions)}"
+        )
+        assert len(latencies) >= 20
+        # Within a few polling intervals (1 s); a stall behind the noisy tenants costs their 6 s timeout.
+        assert max(reactions) < 5.0, reactions
+        assert worst <= 1.0, f"the liveness endpoint took {worst:.2f}s under the noisy tenants"
+        assert (refused.get("status"), refused.get("reason")) == ("False", "InvalidSpec"), refused
+        assert "regular-expression filter (=~)" in refused["message"]
