@@ -317,3 +317,20 @@ def test_a_credential_in_a_malformed_url_is_never_shown() -> None:
     reading = read_once(spec("http://user:hunter2@127.0.0.1:99999/stats"))
     assert reading.error is not None and "hunter2" not in reading.error
     assert reading.error.startswith("http http://***@127.0.0.1:99999/stats: ")
+
+
+def test_the_prometheus_source_is_held_to_the_same_policy(refused_listener: Listener) -> None:
+    address = f"http://0x7f000002:{refused_listener.port}"
+    reading = read_once(
+        {
+            "name": "rps",
+            "type": "prometheus",
+            "prometheus": {"serverAddress": address, "query": "sum(up)"},
+            "target": {"type": "AverageValue", "value": 10},
+        }
+    )
+    assert reading.error == (
+        f"prometheus {address}: blocked by the operator's metric egress policy: "
+        "127.0.0.2 is in the denied range 127.0.0.2/32"
+    )
+    assert refused_listener.accepted == 0
