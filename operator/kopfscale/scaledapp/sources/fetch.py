@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import aiohttp
-import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from kopfscale import egress
@@ -234,7 +233,7 @@ class HttpClient:
                 async with session.get(current, **kwargs) as response:
                     location = response.headers.get("Location")
                     if response.status in REDIRECTS and location:
-                        target = str(response.url.join(yarl.URL(location)))
+                        target = urllib.parse.urljoin(str(response.url), location)
                         if origin(target) != origin(current):
                             raise SourceError(
                                 f"HTTP {response.status} redirect to another origin, not followed "
