@@ -171,3 +171,31 @@ def check_credentials(cluster: Cluster, namespace: str, auth_server: AuthServer)
         assert value not in everything
     assert any(h.get("X-Api-Key") == "k3y-from-secret" for h in auth_server.seen)
     assert not [m for m in events(cluster, namespace, "MetricFailed") if "from-secret" in m]
+
+
+def can_i(cluster: Cluster, user: str, *args: str) -> bool:
+    result = cluster.kubectl("auth", "can-i", *args, f"--as={user}", check=False)
+    return result.stdout.strip() == "yes"
+
+
+def test_the_chart_grants_secret_reads_only_when_asked_and_only_where_it_watches(
+    cluster: Cluster, namespace: str
+) -> None:
+    from .test_rbac_operator import chart_rbac
+
+    other = f"{namespace[:50]}-other"
+    cluster.kubectl("create", "namespace", other)
+    try:
+        with chart_rbac(cluster, namespace, "--set", f"watchNamespaces={{{namespace}}}") as sa:
+            user = f"system:serviceaccount:{namespace}:{sa}"
+            assert can_i(cluster, user, "patch", "scaledapps.kopfscale.dev", "-n", namespace)  # installed
+            assert not can_i(cluster, user, "get", "secrets", "-n", namespace)
+        with chart_rbac(
+            cluster, namespace, "--set", f"watchNamespaces={{{namespace}}}", "--set", "rbac.readSecrets=true"
+        ) as sa:
+            user = f"system:serviceaccount:{namespace}:{sa}"
+            assert can_i(cluster, user, "get", "secrets", "-n", namespace)
+            assert not can_i(cluster, user, "list", "secrets", "-n", namespace)
+            assert not can_i(cluster, user, "get", "secrets", "-n", other)  # namespaced stays namespaced
+    finally:
+        cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
