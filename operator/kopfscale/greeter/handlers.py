@@ -34,7 +34,7 @@ from typing import Any, cast
 import kopf
 
 from kopfscale import GROUP, VERSION
-from kopfscale.greeter import cache, manifests, reconcile
+from kopfscale.greeter import cache, manifests, reconcile, status
 from kopfscale.kube import backoff, ownership
 from kopfscale.settings import OperatorSettings
 
@@ -152,7 +152,7 @@ def reconcile_greeter(
             if drift:
                 message += " (it had been changed or deleted outside the Greeter)"
             kopf.info(_event_target(greeter), reason=reason, message=message[0].upper() + message[1:])
-        reconcile.sync_status(
+        written = reconcile.sync_status(
             api,
             greeter,
             config,
@@ -161,7 +161,28 @@ def reconcile_greeter(
             known_children=True,
             desired=desired,
         )
+        warn_on_new_failure(greeter, written)
         return result
+
+
+#: Ready reasons that are progress, not failures: they get no Warning event.
+_PROGRESS = {"AllReplicasReady", "RollingOut", "ReplicasNotReady", "Reconciling"}
+
+
+def warn_on_new_failure(greeter: Mapping[str, Any], written: Mapping[str, Any] | None) -> None:
+    """One Warning event when Ready turns to a failure the Deployment reports (not per pass)."""
+    before = status.ready_of(greeter.get("status"))
+    after = status.ready_of(written)
+    if after is None or after.get("status") != "False" or after.get("reason") in _PROGRESS:
+        return
+    if before is not None and (before.get("reason"), before.get("message")) == (
+        after.get("reason"),
+        after.get("message"),
+    ):
+        return
+    kopf.warn(
+        _event_target(greeter), reason=str(after.get("reason")), message=str(after.get("message"))[:1000]
+    )
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)

@@ -247,6 +247,10 @@ class Autoscaler:
         ready = st.ready_condition(
             True, "TargetScalable", f"{mode} {seen.target} every {spec.polling_interval}s", generation, now
         )
+        if seen.scale.problem is not None:  # scaled, but its Pods cannot run: say why, in its words
+            reason, detail = seen.scale.problem
+            ready = st.ready_condition(False, reason, f"{seen.target}: {detail}", generation, now)
+            self.warn_once(reason, f"{seen.target}: {detail}")
         fields = {
             "target": str(seen.target),
             "selector": seen.scale.selector,
@@ -279,6 +283,12 @@ class Autoscaler:
         )
         return flapping.condition(verdict, cfg, generation, now) if verdict.flapping or shown else None
 
+    def warn_once(self, reason: str, message: str) -> None:
+        """A Warning event when the Ready condition is about to change to this failure."""
+        if self._ready_changed(reason, message):
+            self.logger.warning(f"Not ready: {reason}: {message}")
+            self.api.post_event(self.body, "Warning", reason, message[:1000])
+
     def announce(self, d: Decision, target: str, up: str, down: str) -> None:
         reason = up if d.desired > d.current else down
         driver = f" driven by {d.driver}" if d.driver else ""
@@ -304,11 +314,12 @@ class Autoscaler:
     async def not_ready(
         self, now: datetime.datetime, generation: int | None, reason: str, message: str
     ) -> None:
-        if (self.current_status().get("conditions") or []) == [] or self._ready_changed(reason, message):
-            # One log line and one Warning event per distinct failure, not one per retry.
-            self.logger.warning(f"Not ready: {reason}: {message}")
-            if reason != "ScaleFailed":  # act() has posted that one with the count it tried
-                self.api.post_event(self.body, "Warning", reason, message[:1000])
+        # One log line and one Warning event per distinct failure, not one per retry.
+        if reason == "ScaleFailed":  # act() has posted that one with the count it tried
+            if self._ready_changed(reason, message):
+                self.logger.warning(f"Not ready: {reason}: {message}")
+        else:
+            self.warn_once(reason, message)
         await self.write(now, generation, [st.ready_condition(False, reason, message, generation, now)], {})
 
     def _ready_changed(self, reason: str, message: str) -> bool:
