@@ -93,6 +93,10 @@ def run(
         os.environ["KOPFSCALE_METRICS_PORT"] = str(metrics_port)  # read by kopfscale.metrics at startup
     if clusterwide and namespaces:
         raise click.UsageError("use either --namespace or --all-namespaces, not both")
+    if priority is None and not standalone:
+        from kopfscale.peering import random_priority
+
+        priority = random_priority()  # replicas started alike must differ, or kopf pauses them all
     if not clusterwide and not namespaces:
         env_namespaces = [n for n in os.environ.get("KOPFSCALE_NAMESPACES", "").split(",") if n.strip()]
         if env_namespaces:
