@@ -5,6 +5,7 @@ same) makes its Greeter and its ScaledApp Ready=False with the Deployment's own 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -184,3 +185,83 @@ def test_status_written_by_someone_else_is_put_back(
         what="the ScaledApp's status put back",
     )
     assert status("scaledapp", "app")["target"] == "Deployment/app"
+
+
+def test_switching_from_template_to_scale_target_ref_leaves_no_orphan(
+    cluster: Cluster, namespace: str, operator: KopfRunner
+) -> None:
+    def app(name: str, **spec: Any) -> dict[str, Any]:
+        base = {
+            "template": {"spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]}},
+            "maxReplicas": 3,
+            "pollingInterval": 1,
+            "metrics": [
+                {
+                    "name": "floor",
+                    "type": "cron",
+                    "cron": {
+                        "timezone": "UTC",
+                        "start": "0 0 * * *",
+                        "end": "59 23 * * *",
+                        "desiredReplicas": 2,
+                    },
+                }
+            ],
+        }
+        base.update(spec)
+        return {
+            "apiVersion": "kopfscale.dev/v1",
+            "kind": "ScaledApp",
+            "metadata": {"name": name},
+            "spec": base,
+        }
+
+    def deployment(name: str) -> dict[str, Any] | None:
+        result = cluster.kubectl("get", "deployment", name, "-n", namespace, "-o", "json", check=False)
+        return json.loads(result.stdout) if result.returncode == 0 else None
+
+    def replace(obj: dict[str, Any]) -> None:
+        cluster.kubectl("replace", "-n", namespace, "-f", "-", input=json.dumps(obj))
+
+    pod = {"metadata": {"labels": {"app": "other"}}, "spec": {"containers": [{"name": "a", "image": "x"}]}}
+    other = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "other"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "other"}}, "template": pod},
+    }
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(other))
+    for name in ("moves", "stays"):
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(app(name)))
+        wait_for(lambda name=name: deployment(name) is not None, timeout=60, what=f"Deployment/{name}")  # type: ignore[misc]
+
+    # To another workload: the template's Deployment is deleted, the other one is scaled.
+    ref = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "other"}
+    replace(app("moves", template=None, scaleTargetRef=ref) | {"metadata": {"name": "moves"}})
+    wait_for(lambda: deployment("moves") is None, timeout=60, what="the old Deployment deleted")
+    wait_for(
+        lambda: (deployment("other") or {})["spec"]["replicas"] == 2, timeout=60, what="the new target scaled"
+    )
+
+    # To the same Deployment by name: it is released (no longer owned, not garbage) and still scaled.
+    ref = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "stays"}
+    replace(app("stays", template=None, scaleTargetRef=ref) | {"metadata": {"name": "stays"}})
+    wait_for(
+        lambda: (
+            not (deployment("stays") or {"metadata": {"ownerReferences": [1]}})["metadata"].get(
+                "ownerReferences"
+            )
+        ),
+        timeout=60,
+        what="Deployment/stays released",
+    )
+    reasons = [
+        e["reason"]
+        for e in json.loads(cluster.kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
+    ]
+    assert reasons.count("DeploymentDeleted") == 1 and reasons.count("DeploymentReleased") == 1, reasons
+    cluster.kubectl("delete", "-n", namespace, "scaledapp", "stays")
+    time.sleep(3)
+    assert deployment("stays") is not None, (
+        "a released Deployment is not garbage-collected with the ScaledApp"
+    )
