@@ -146,7 +146,9 @@ def reconcile_greeter(
                 statuses.remember(meta["uid"], failed)
             except reconcile.ReconcileError as status_error:
                 logger.warning(f"could not report the failure in status: {status_error}")
-            if warn:
+            before = status.ready_of(greeter.get("status")) or {}
+            repeated = (before.get("reason"), before.get("message")) == (e.reason, str(e))
+            if warn and not repeated:  # one Warning event per distinct failure, not one per retry
                 kopf.warn(_event_target(greeter), reason=e.reason, message=str(e))
             raise
         for action in result.actions:
