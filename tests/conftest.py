@@ -96,6 +96,21 @@ def cluster() -> Iterator[Cluster]:
             local.stop()
 
 
+@pytest.fixture(scope="module")
+def isolated_cluster() -> Iterator[Cluster]:
+    """A control plane of the test module's own (no metrics-server), with crds/ installed, for
+    tests that break it: stop, restart or freeze a component (``isolated_cluster.local``), or put
+    a blackholing proxy in front of its apiserver (``local.proxy()``). The session's ``cluster``
+    stays healthy for every other test. It does not change KUBECONFIG: pass ``.kubeconfig``."""
+    local = LocalCluster(metrics_server=False).start()
+    handle = Cluster(kubeconfig=local.kubeconfig, env=local.env(), local=local)
+    try:
+        _install_crds(handle)
+        yield handle
+    finally:
+        local.stop()
+
+
 @pytest.fixture(scope="session")
 def api(cluster: Cluster) -> pykube.HTTPClient:
     return pykube.HTTPClient(pykube.KubeConfig.from_file(str(cluster.kubeconfig)))

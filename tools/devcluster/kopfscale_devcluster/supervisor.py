@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"control plane ready at {cluster.server} ({timings})", flush=True)
         (state_dir / READY_MARKER).write_text(cluster.server + "\n")
         while not stop.wait(1.0):
-            cluster._check_alive()
+            cluster.check_alive()
     except RuntimeError as e:
         print(str(e), file=sys.stderr, flush=True)
         return 1
