@@ -50,8 +50,9 @@ run: $(VENV_STAMP) ## Run the operator in the foreground (current kubeconfig, el
 		KUBECONFIG=$(KUBECONFIG_LOCAL) exec $(BIN)/kopfscale run --all-namespaces --verbose; \
 	fi
 
-cluster-up: $(VENV_STAMP) controlplane ## Start the local control plane in the background; prints the KUBECONFIG export
-	@$(BIN)/kopfscale cluster up --state-dir $(CLUSTER_DIR)
+PEERS ?=
+cluster-up: $(VENV_STAMP) controlplane ## Start the local control plane in the background (PEERS=1: with KEDA); prints the KUBECONFIG export
+	@$(BIN)/kopfscale cluster up --state-dir $(CLUSTER_DIR) $(if $(filter 1 yes true,$(PEERS)),--peers)
 
 cluster-down: ## Stop the local control plane and every process it started
 	@if [ -x $(BIN)/kopfscale ]; then $(BIN)/kopfscale cluster down --state-dir $(CLUSTER_DIR); fi

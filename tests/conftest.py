@@ -96,6 +96,18 @@ def cluster() -> Iterator[Cluster]:
             local.stop()
 
 
+@pytest.fixture(scope="session")
+def peers(cluster: Cluster) -> Cluster:
+    """The session's control plane with KEDA on it (operator + ``external.metrics.k8s.io``), started
+    the first time a test asks for it. A reused cluster (``KOPFSCALE_TEST_KUBECONFIG``) must have
+    been started with ``make cluster-up PEERS=1``."""
+    if cluster.local is not None:
+        cluster.local.start_peers()
+    elif cluster.kubectl("get", "apiservice", "v1beta1.external.metrics.k8s.io", check=False).returncode != 0:
+        pytest.skip("the reused cluster runs without KEDA: start it with make cluster-up PEERS=1")
+    return cluster
+
+
 @pytest.fixture(scope="module")
 def isolated_cluster() -> Iterator[Cluster]:
     """A control plane of the test module's own (no metrics-server), with crds/ installed, for
