@@ -270,6 +270,7 @@ class LocalCluster:
 
     def _start_peers(self, deadline: float) -> None:
         assert self.state_dir is not None and self.binaries is not None
+        started = time.monotonic()
         certs = pki.Pki(self.state_dir / "pki")
         keda.install(
             self.request,
@@ -299,6 +300,7 @@ class LocalCluster:
         self._wait(
             deadline, "the external.metrics.k8s.io APIService (KEDA)", lambda: keda.available(self.request)
         )
+        self.timings["peers"] = time.monotonic() - started
 
     def stop(self) -> None:
         for proxy in self.proxies:
