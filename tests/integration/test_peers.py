@@ -164,7 +164,9 @@ def test_hpa_on_cpu_from_metrics_server_gets_a_desired_count(peers: Cluster, nam
     wait_for(lambda: desired() == 3, timeout=120, what="the HPA to want 3 replicas (capped by maxReplicas)")
     status = get(peers, namespace, "hpa", "cpu-app")["status"]
     cpu = status["currentMetrics"][0]["resource"]["current"]
-    assert cpu["averageUtilization"] == 200
+    # 200 % as simulated; metrics-server's rate over one scrape interval wobbles a little on a busy
+    # machine (kwok charges the interval it measures), which the HPA's 10 % tolerance ignores too.
+    assert 150 <= cpu["averageUtilization"] <= 250, cpu
     wait_for(lambda: replicas(peers, namespace, "cpu-app") == (3, 3), timeout=60, what="3 ready replicas")
     conditions = {c["type"]: c for c in get(peers, namespace, "hpa", "cpu-app")["status"]["conditions"]}
     assert conditions["ScalingLimited"]["status"] == "True"
