@@ -43,6 +43,33 @@ def main() -> None:
     default=None,
     help="Serve Prometheus metrics on this port at /metrics (env KOPFSCALE_METRICS_PORT; 0: off).",
 )
+@click.option(
+    "--egress-allow-cidr",
+    "egress_allow",
+    multiple=True,
+    metavar="CIDR",
+    help="Metric sources may reach this range despite the built-in egress deny list (repeatable).",
+)
+@click.option(
+    "--egress-deny-cidr",
+    "egress_deny",
+    multiple=True,
+    metavar="CIDR",
+    help="Metric sources may never reach this range (repeatable; wins over every allow).",
+)
+@click.option(
+    "--egress-deny-host",
+    "egress_deny_hosts",
+    multiple=True,
+    metavar="PATTERN",
+    help="Metric sources may never reach host names matching this glob, e.g. '*.corp' (repeatable).",
+)
+@click.option(
+    "--egress-allow-loopback/--egress-refuse-loopback",
+    "egress_loopback",
+    default=None,
+    help="Let metric sources reach 127.0.0.0/8 and ::1 (default: allowed outside a cluster, refused in one).",
+)
 def run(
     namespaces: tuple[str, ...],
     clusterwide: bool,
@@ -55,8 +82,13 @@ def run(
     peering_name: str | None,
     priority: int | None,
     metrics_port: int | None,
+    egress_allow: tuple[str, ...],
+    egress_deny: tuple[str, ...],
+    egress_deny_hosts: tuple[str, ...],
+    egress_loopback: bool | None,
 ) -> None:
     """Run the operator until interrupted."""
+    _egress_options(egress_allow, egress_deny, egress_deny_hosts, egress_loopback)
     if metrics_port is not None:
         os.environ["KOPFSCALE_METRICS_PORT"] = str(metrics_port)  # read by kopfscale.metrics at startup
     if clusterwide and namespaces:
@@ -80,6 +112,28 @@ def run(
             priority=priority,
         )
     )
+
+
+def _egress_options(
+    allow: tuple[str, ...], deny: tuple[str, ...], deny_hosts: tuple[str, ...], loopback: bool | None
+) -> None:
+    """The egress flags become the KOPFSCALE_EGRESS_* variables the operator reads (kopfscale.egress),
+    added to what the environment already says; a malformed value stops here, before startup."""
+    from kopfscale import egress
+
+    def extend(key: str, values: tuple[str, ...]) -> None:
+        if values:
+            os.environ[key] = ",".join([*filter(None, [os.environ.get(key, "")]), *values])
+
+    extend(egress.ENV_ALLOW_CIDRS, allow)
+    extend(egress.ENV_DENY_CIDRS, deny)
+    extend(egress.ENV_DENY_HOSTS, deny_hosts)
+    if loopback is not None:
+        os.environ[egress.ENV_ALLOW_LOOPBACK] = "true" if loopback else "false"
+    try:
+        egress.from_env()
+    except egress.PolicyError as e:
+        raise click.UsageError(f"egress policy: {e}") from None
 
 
 @main.command()

@@ -16,6 +16,7 @@ import kopf
 from kopfscale import GROUP, SCALEDAPPS, VERSION
 from kopfscale.kube import children
 from kopfscale.kube import status as kube_status
+from kopfscale.kube.health import deployment_problem
 from kopfscale.kube.transport import Body, Transport, path
 from kopfscale.scaledapp import deployment, workload
 from kopfscale.scaledapp.spec import ScaledAppSpec
@@ -39,6 +40,7 @@ def _scale_of(body: Mapping[str, Any]) -> ScaleState:
         replicas=int(spec.get("replicas") or 0),
         status_replicas=int(status.get("replicas") or 0),
         selector=deployment.selector_of(labels),
+        problem=deployment_problem(body),
     )
 
 

@@ -94,6 +94,7 @@ class Autoscaler:
         self.history = History.from_status(previous.get("history"), utcnow())
         self.last_scale_time: str | None = previous.get("lastScaleTime")
         self.written: dict[str, Any] | None = None  # the status as we last wrote it
+        self.replaced: dict[str, Any] | None = None  # the status that write replaced
         self.errors: dict[str, str] = {
             m["name"]: m["error"] for m in previous.get("metrics") or [] if m.get("error")
         }
@@ -247,6 +248,10 @@ class Autoscaler:
         ready = st.ready_condition(
             True, "TargetScalable", f"{mode} {seen.target} every {spec.polling_interval}s", generation, now
         )
+        if seen.scale.problem is not None:  # scaled, but its Pods cannot run: say why, in its words
+            reason, detail = seen.scale.problem
+            ready = st.ready_condition(False, reason, f"{seen.target}: {detail}", generation, now)
+            self.warn_once(reason, f"{seen.target}: {detail}")
         fields = {
             "target": str(seen.target),
             "selector": seen.scale.selector,
@@ -279,6 +284,12 @@ class Autoscaler:
         )
         return flapping.condition(verdict, cfg, generation, now) if verdict.flapping or shown else None
 
+    def warn_once(self, reason: str, message: str) -> None:
+        """A Warning event when the Ready condition is about to change to this failure."""
+        if self._ready_changed(reason, message):
+            self.logger.warning(f"Not ready: {reason}: {message}")
+            self.api.post_event(self.body, "Warning", reason, message[:1000])
+
     def announce(self, d: Decision, target: str, up: str, down: str) -> None:
         reason = up if d.desired > d.current else down
         driver = f" driven by {d.driver}" if d.driver else ""
@@ -304,11 +315,12 @@ class Autoscaler:
     async def not_ready(
         self, now: datetime.datetime, generation: int | None, reason: str, message: str
     ) -> None:
-        if (self.current_status().get("conditions") or []) == [] or self._ready_changed(reason, message):
-            # One log line and one Warning event per distinct failure, not one per retry.
-            self.logger.warning(f"Not ready: {reason}: {message}")
-            if reason != "ScaleFailed":  # act() has posted that one with the count it tried
-                self.api.post_event(self.body, "Warning", reason, message[:1000])
+        # One log line and one Warning event per distinct failure, not one per retry.
+        if reason == "ScaleFailed":  # act() has posted that one with the count it tried
+            if self._ready_changed(reason, message):
+                self.logger.warning(f"Not ready: {reason}: {message}")
+        else:
+            self.warn_once(reason, message)
         await self.write(now, generation, [st.ready_condition(False, reason, message, generation, now)], {})
 
     def _ready_changed(self, reason: str, message: str) -> bool:
@@ -318,7 +330,19 @@ class Autoscaler:
         return True
 
     def current_status(self) -> dict[str, Any]:
-        return self.written if self.written is not None else dict(self.body.get("status") or {})
+        """The status as it is now: our last write, unless someone else has written since.
+
+        kopf keeps ``body`` up to date from the watch. While it still shows the status our last
+        write replaced, the write's event has not arrived and the write is what is there; when it
+        shows neither that nor our write, someone else wrote it, and starting from it makes the
+        next write put back whatever they changed (within one round).
+        """
+        live = dict(self.body.get("status") or {})
+        if self.written is None or not st.changed(live, self.written):
+            return live if self.written is None else self.written
+        if self.replaced is not None and not st.changed(live, self.replaced):
+            return self.written
+        return live
 
     async def write(
         self,
@@ -339,7 +363,7 @@ class Autoscaler:
             if e.status == 404:  # deleted meanwhile; the loop is being stopped
                 return
             raise
-        self.written = new
+        self.written, self.replaced = new, previous
 
     @staticmethod
     async def call(fn: Callable[..., Any], *args: Any) -> Any:

@@ -25,7 +25,7 @@ from typing import Any
 
 import aiohttp
 
-from kopfscale.scaledapp.sources import cron, http_json, prometheus, resource
+from kopfscale.scaledapp.sources import cron, fetch, http_json, prometheus, resource
 from kopfscale.scaledapp.sources.base import (
     DEFAULT_TIMEOUT,
     Meaning,
@@ -113,7 +113,7 @@ async def read(name: str, source: SourceSpec, ctx: SourceContext) -> MetricReadi
     except TimeoutError:
         return MetricReading(name=name, error=f"{label}: timed out after {source.timeout:g}s")
     except aiohttp.ClientError as e:
-        return MetricReading(name=name, error=f"{label}: request failed: {_client_error(e)}")
+        return MetricReading(name=name, error=f"{label}: request failed: {fetch.client_error(e)}")
     except Exception as e:
         logger.exception("Unexpected failure reading metric %r (%s)", name, label)
         return MetricReading(name=name, error=f"{label}: unexpected {type(e).__name__}: {e}")
@@ -150,8 +150,3 @@ async def opened() -> AsyncIterator[None]:
         yield
     finally:
         await close_all()
-
-
-def _client_error(e: aiohttp.ClientError) -> str:
-    text = str(e) or type(e).__name__
-    return " ".join(text.split())
