@@ -50,8 +50,9 @@ run: $(VENV_STAMP) ## Run the operator in the foreground (current kubeconfig, el
 		KUBECONFIG=$(KUBECONFIG_LOCAL) exec $(BIN)/kopfscale run --all-namespaces --verbose; \
 	fi
 
-cluster-up: $(VENV_STAMP) controlplane ## Start the local control plane in the background; prints the KUBECONFIG export
-	@$(BIN)/kopfscale cluster up --state-dir $(CLUSTER_DIR)
+PEERS ?=
+cluster-up: $(VENV_STAMP) controlplane ## Start the local control plane in the background (PEERS=1: with KEDA); prints the KUBECONFIG export
+	@$(BIN)/kopfscale cluster up --state-dir $(CLUSTER_DIR) $(if $(filter 1 yes true,$(PEERS)),--peers)
 
 cluster-down: ## Stop the local control plane and every process it started
 	@if [ -x $(BIN)/kopfscale ]; then $(BIN)/kopfscale cluster down --state-dir $(CLUSTER_DIR); fi
@@ -60,8 +61,8 @@ BENCH_ARGS ?=
 bench: $(VENV_STAMP) controlplane ## Benchmarks vs the naive baseline (~30 min; BENCH_ARGS=--quick for a smoke run); writes bench/results/
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-bench-controlplane: $(VENV_STAMP) ## Benchmark the control plane: cold build time, start-to-ready, RSS per process
-	$(BIN)/python bench/controlplane.py
+bench-controlplane: $(VENV_STAMP) ## Benchmark the control plane: cold build time, start-to-ready, RSS per process (PEERS=1: with KEDA)
+	$(BIN)/python bench/controlplane.py $(if $(filter 1 yes true,$(PEERS)),--peers)
 
 clean: cluster-down ## Remove the venv and local state (keeps the ~/.cache/kopfscale binaries)
 	rm -rf $(VENV) $(CLUSTER_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -197,9 +197,10 @@ def _devcluster() -> ModuleType:
 
 @cluster.command("up")
 @click.option("--state-dir", default=".cluster", show_default=True)
-def cluster_up(state_dir: str) -> None:
+@click.option("--peers", is_flag=True, help="Also start KEDA (operator + external.metrics.k8s.io server).")
+def cluster_up(state_dir: str, peers: bool) -> None:
     """Start it in the background and print the KUBECONFIG export line."""
-    sys.exit(_devcluster().up(state_dir))
+    sys.exit(_devcluster().up(state_dir, peers=peers))
 
 
 @cluster.command("down")
