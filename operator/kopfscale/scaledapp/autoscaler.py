@@ -60,6 +60,9 @@ def announce_deployment(api: Api, body: kopf.Body, action: str, logger: kopf.Log
         logger.info(message)
 
 
+Reader = Callable[[str, sources.SourceSpec, SourceContext], Awaitable[MetricReading]]
+
+
 @dataclass(frozen=True)
 class Observation:
     target: ScaleTarget
@@ -85,11 +88,13 @@ class Autoscaler:
         api: Api,
         deployments: Mapping[Any, Any] | None = None,
         rivals: Callable[[conflicts.TargetKey], list[conflicts.Autoscaler]] | None = None,
+        read: Reader = sources.read,
     ) -> None:
         self.body = body
         self.api = api
         self.deployments = deployments
         self.rivals = rivals  # every autoscaler indexed for a target (the handlers' indexes)
+        self.read = read  # the metric sources (a test passes its own)
         self.logger = logger
         previous = body.get("status") or {}
         self.history = History.from_status(previous.get("history"), utcnow())
@@ -159,7 +164,7 @@ class Autoscaler:
         ctx = SourceContext(
             namespace=self.namespace, pod_selector=scale.selector, now=utcnow, scaledapp=self.name
         )
-        readings = list(await asyncio.gather(*(sources.read(m.name, m.source, ctx) for m in spec.metrics)))
+        readings = list(await asyncio.gather(*(self.read(m.name, m.source, ctx) for m in spec.metrics)))
         for metric, reading in zip(spec.metrics, readings, strict=True):
             if reading.error is not None:
                 operator_metrics.record_source_error(self.namespace, self.name, metric.type)
