@@ -21,7 +21,8 @@ deploy/kubernetes/`` cannot create an object in the same call as its CRD, so the
 it at startup when it is missing. Namespaced peering objects (``KopfPeering``) are always in the
 manifests: the namespaced install needs the CRDs to exist beforehand anyway.
 
-Also here, for the same namespaced installs: ``KOPFSCALE_KOPF_SCANNING=off`` turns off kopf's
+Also for namespaced installs: ``KOPFSCALE_KOPF_SCANNING=off`` (``settings.kopf_scanning``, applied
+by ``app.wire``) turns off kopf's
 cluster-level scanning (listing/watching Namespaces to follow namespace globs, and CRDs to notice
 new resources). A Role cannot grant either, and kopf would retry the 403s with backoff for most
 of a minute before starting; with exact namespaces (the chart's ``watchNamespaces``, or the
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
 from typing import Any
 
@@ -43,7 +43,6 @@ from kopfscale.kube.transport import path, transport
 
 #: kopf's own peering resource (not ours: kopfscale's identity is in ``kopfscale/__init__``).
 KOPF_PEERING_GROUP, KOPF_PEERING_VERSION, KOPF_CLUSTER_PEERINGS = "kopf.dev", "v1", "clusterkopfpeerings"
-SCANNING_ENV = "KOPFSCALE_KOPF_SCANNING"
 #: Seconds a replica's peering record lives without renewal: the takeover bound after a crash.
 PEERING_LIFETIME = 10
 
@@ -89,13 +88,3 @@ async def ensure_peering_object(settings: kopf.OperatorSettings, logger: kopf.Lo
     if peering.standalone or not peering.mandatory or not peering.clusterwide:
         return
     await asyncio.to_thread(ensure_cluster_peering, peering.name, logger)
-
-
-@kopf.on.startup()
-def configure_scanning(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:
-    value = os.environ.get(SCANNING_ENV, "on").strip().lower()
-    if value not in ("on", "off"):
-        raise kopf.PermanentError(f"{SCANNING_ENV} must be 'on' or 'off', not {value!r}")
-    if value == "off":
-        settings.scanning.disabled = True
-        logger.info("kopf's namespace and CRD scanning is off: watching the given namespaces only.")

@@ -46,11 +46,6 @@ def wiring(memo: Mapping[str, Any]) -> Wiring:
     return found
 
 
-@kopf.on.startup()
-async def open_sources(**_: Any) -> None:
-    await sources.open_all()
-
-
 @kopf.on.cleanup()
 async def close_sources(**_: Any) -> None:
     await sources.close_all()

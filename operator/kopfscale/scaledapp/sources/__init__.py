@@ -35,6 +35,8 @@ from kopfscale.scaledapp.sources.base import (
     SourceError,
     timeout_of,
 )
+from kopfscale.settings import OperatorSettings
+from kopfscale.settings import load as load_settings
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -130,10 +132,12 @@ async def read_metric(metric: Any, ctx: SourceContext) -> MetricReading:
     return await read(name, source, ctx)
 
 
-async def open_all() -> None:
-    """Open every scaler's client (the operator's startup)."""
+async def open_all(settings: OperatorSettings | None = None) -> None:
+    """Open every scaler's client with the operator's settings (its startup); a tool or a test
+    without settings gets the ones the environment says."""
+    given = settings if settings is not None else load_settings()
     for scaler in REGISTRY.values():
-        await scaler.open()
+        await scaler.open(given)
 
 
 async def close_all() -> None:

@@ -19,7 +19,10 @@ import re
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from kopfscale.settings import OperatorSettings
 
 DEFAULT_TIMEOUT = 3.0  # seconds, per source read, unless the source's ``timeout`` field says otherwise
 
@@ -81,8 +84,8 @@ class Scaler(abc.ABC, Generic[ConfigT]):
     async def read(self, config: ConfigT, ctx: SourceContext) -> float:
         """One finite number, or :class:`SourceError` with a reason fit for status."""
 
-    async def open(self) -> None:
-        """Start the source's client (the operator's startup); nothing by default."""
+    async def open(self, settings: OperatorSettings) -> None:
+        """Start the source's client with the operator's settings (its startup); nothing by default."""
 
     async def close(self) -> None:
         """Release the client (the operator's cleanup); nothing by default."""

@@ -37,6 +37,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from kopfscale import egress
 from kopfscale.scaledapp.sources.base import ConfigT, Scaler, SourceError, describe_url, redact_url
+from kopfscale.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
 
@@ -118,16 +119,6 @@ class PolicyResolver(AbstractResolver):
         await self._inner.close()
 
 
-def load_policy() -> egress.EgressPolicy:
-    """The operator's policy: its KOPFSCALE_EGRESS_* settings and the API server it talks to."""
-    server: str | None = None
-    with contextlib.suppress(Exception):  # no kubeconfig at all (a bare tool): no API server to refuse
-        from kopfscale.kube import config
-
-        server = config.configuration().host
-    return egress.from_env(kubeconfig_server=server)
-
-
 # --- per-tenant budgets -------------------------------------------------------------------------
 
 
@@ -175,9 +166,10 @@ class HttpClient:
         self._per_scaledapp = Budgets(PER_SCALEDAPP)
         self._per_namespace = Budgets(PER_NAMESPACE)
 
-    async def open(self) -> None:
+    async def open(self, policy: egress.EgressPolicy | None = None) -> None:
+        """Start the pool under ``policy`` (the operator's settings; a fixed one given at creation wins)."""
         if self._session is None:
-            self.policy = self._fixed_policy or load_policy()
+            self.policy = self._fixed_policy or policy or egress.EgressPolicy()
             logger.info("Metric egress policy: %s", self.policy.describe())
             connector = aiohttp.TCPConnector(
                 limit=self._connections, resolver=PolicyResolver(self.policy, self._inner_resolver)
@@ -260,8 +252,8 @@ class HttpScaler(Scaler[ConfigT]):
     def describe(self, config: Mapping[str, Any]) -> str:
         return describe_url(self.type, config.get(self.url_field))
 
-    async def open(self) -> None:
-        await self.client.open()
+    async def open(self, settings: OperatorSettings) -> None:
+        await self.client.open(settings.egress)
 
     async def close(self) -> None:
         await self.client.close()
