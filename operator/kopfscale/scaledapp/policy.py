@@ -140,7 +140,10 @@ def _fmt(x: float) -> str:
 
 
 def _within(ratio: float, up: ScalingRules, down: ScalingRules) -> bool:
-    return (1.0 - down.tolerance) <= ratio <= (1.0 + up.tolerance)
+    """Inside the tolerance band, its edges included (a ratio on an edge that float division put a
+    hair outside, 0.5199999… for 0.52, is still on the edge)."""
+    eps = ROUNDING_EPSILON
+    return (1.0 - down.tolerance) - eps <= ratio <= (1.0 + up.tolerance) + eps
 
 
 def evaluate_metric(
@@ -160,19 +163,17 @@ def evaluate_metric(
     if error is None and value is not None and target is not None and not math.isfinite(value / target.value):
         # e.g. a target of 1e-320: the ratio overflows; report it like a failed read.
         error = f"{_fmt(value)} against a target of {target.value:g} is not a finite ratio"
+    unread = MetricEvaluation(
+        metric.name, metric.type, metric.target, None, None, None, None, None, False, False, 0
+    )
     if error is not None:
         failures = min(previous_failures + 1, max(spec.failure_threshold, 1))
         in_fallback = spec.fallback is not None and failures >= spec.fallback.failure_threshold
-        return MetricEvaluation(
-            name=metric.name,
-            type=metric.type,
-            target=metric.target,
-            value=None,
+        return replace(
+            unread,
             error=error,
-            ratio=None,
             recommendation=spec.fallback.replicas if (in_fallback and spec.fallback) else None,
             active=(spec.fallback.replicas > 0) if (in_fallback and spec.fallback) else None,
-            within_tolerance=False,
             fallback=in_fallback,
             failures=failures,
         )
@@ -195,18 +196,13 @@ def evaluate_metric(
         recommendation = _ceil(current * ratio)
     if within:
         recommendation = current
-    return MetricEvaluation(
-        name=metric.name,
-        type=metric.type,
-        target=metric.target,
+    return replace(
+        unread,
         value=value,
-        error=None,
         ratio=ratio,
         recommendation=max(recommendation, 0),
         active=active,
         within_tolerance=within,
-        fallback=False,
-        failures=0,
     )
 
 
