@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import socket
 from typing import Any
 
 import kopf
@@ -54,6 +55,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     # Events: users see what we did on `kubectl describe`; debug chatter stays in the log.
     settings.posting.level = logging.INFO
+    # Events are signed by kopfscale (`kubectl get events` SOURCE column), not by the framework.
+    settings.posting.reporting_component = "kopfscale"
+    settings.posting.reporting_instance = socket.gethostname()
     # Watches are long-lived; a server-side timeout refreshes them without losing events.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
