@@ -1,0 +1,97 @@
+"""Wait at startup until kopfscale's CRDs are Established, instead of logging API errors.
+
+Started right after ``kubectl apply -f crds/`` (``make run``, a fresh install), kopf's watches
+would hit a resource the apiserver does not serve yet and log ``429 storage is
+(re)initializing`` or 404 errors with backoff. kopf runs startup handlers before it starts any
+watch, so one startup handler that waits for the ``Established`` condition turns that into one
+clear INFO line ("waiting for ... to be installed/established").
+
+The CRDs are read with ``list`` and a name field selector: the chart's ClusterRole grants
+``list, watch`` on CRDs (kopf's scanning needs those), not ``get``. A namespaced install (a Role,
+no right to read CRDs) gets a 403; there the cluster admin installs the CRDs beforehand, so the
+wait is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import kopf
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from kopfscale import GROUP, kube
+
+#: The CRDs the operator's handlers watch.
+CRDS = (f"greeters.{GROUP}", f"scaledapps.{GROUP}")
+#: Seconds between polls, and between repeated "still waiting" lines.
+POLL_SECONDS = 1.0
+REPEAT_SECONDS = 30.0
+
+
+def is_established(crd: Mapping[str, Any]) -> bool:
+    """True when the CRD's ``Established`` condition is ``True`` (the apiserver serves it)."""
+    conditions = (crd.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+
+def pending(names: Iterable[str], found: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """Each CRD not yet usable, with why: ``not installed`` or ``not established yet``."""
+    result = {}
+    for name in names:
+        crd = found.get(name)
+        if crd is None:
+            result[name] = "not installed"
+        elif not is_established(crd):
+            result[name] = "not established yet"
+    return result
+
+
+def read_crds(names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The named CRDs that exist, as dicts (one list call per name; blocking)."""
+    api = kubernetes.client.ApiextensionsV1Api(kube.api_client())
+    found: dict[str, dict[str, Any]] = {}
+    for name in names:
+        listed = api.list_custom_resource_definition(field_selector=f"metadata.name={name}", _request_timeout=10)
+        for item in listed.items:
+            found[name] = kube.api_client().sanitize_for_serialization(item)
+    return found
+
+
+async def wait_for_crds(
+    logger: kopf.Logger | Any, names: Iterable[str] = CRDS, poll: float = POLL_SECONDS
+) -> bool:
+    """Return once every CRD in ``names`` is Established: True after a check, False if skipped."""
+    names = tuple(names)
+    last_said = 0.0
+    last_text = ""
+    while True:
+        try:
+            found = await asyncio.to_thread(read_crds, names)
+        except ApiException as e:
+            if e.status in (401, 403):
+                logger.info(f"Not allowed to read CRDs ({e.status}); assuming {', '.join(names)} are installed.")
+                return False
+            text = f"Cannot read the CRDs yet ({e.status} {e.reason}); retrying."
+        else:
+            waiting = pending(names, found)
+            if not waiting:
+                if last_said:
+                    logger.info(f"The CRDs are established: {', '.join(names)}.")
+                return True
+            text = "Waiting for the CRDs: " + "; ".join(f"{n} {why}" for n, why in waiting.items())
+            if "not installed" in text:
+                text += " (install them: kubectl apply --server-side -f crds/)"
+        now = time.monotonic()
+        if text != last_text or now - last_said >= REPEAT_SECONDS:
+            logger.info(text)
+            last_said, last_text = now, text
+        await asyncio.sleep(poll)
+
+
+@kopf.on.startup()
+async def wait_for_established_crds(logger: kopf.Logger, **_: Any) -> None:
+    await wait_for_crds(logger)
