@@ -15,6 +15,7 @@ from typing import Any
 import kopf
 
 from kopfscale import GROUP
+from kopfscale import crdwait as _crdwait  # noqa: F401  (first startup handler: CRDs Established)
 from kopfscale import metrics as _metrics  # noqa: F401  (/metrics endpoint + handler timing)
 from kopfscale import peering as _peering  # noqa: F401  (creates kopf's peering object if missing)
 from kopfscale.greeter import handlers as _greeter_handlers  # noqa: F401  (registers handlers)
