@@ -37,17 +37,33 @@ lint: $(VENV_STAMP) ## ruff and mypy
 	$(BIN)/ruff format --check operator tests bench
 	$(BIN)/mypy
 
-run: $(VENV_STAMP) ## Run the operator in the foreground (current kubeconfig, else a local control plane)
-	@if $(BIN)/kopfscale cluster reachable; then \
-		echo "kopfscale: running against the current kubeconfig ($$($(BIN)/kopfscale cluster reachable --describe))"; \
-		exec $(BIN)/kopfscale run --all-namespaces --verbose; \
-	else \
-		echo "kopfscale: no cluster is reachable; starting the local control plane in $(CLUSTER_DIR)/"; \
-		$(MAKE) --no-print-directory cluster-up >/dev/null && \
-		echo "kopfscale: installing crds/ and running the operator (in another shell: export KUBECONFIG=$(KUBECONFIG_LOCAL))" && \
-		KUBECONFIG=$(KUBECONFIG_LOCAL) $(BIN)/kopfscale cluster kubectl apply --server-side -f crds/ && \
-		KUBECONFIG=$(KUBECONFIG_LOCAL) exec $(BIN)/kopfscale run --all-namespaces --verbose; \
-	fi
+# make run: which cluster (local: the local control plane in .cluster/, started or reused;
+# current: whatever your kubeconfig's current context reaches, only when you say so), the
+# loopback ports of /metrics and /healthz, SCOPE (default every namespace; SCOPE="-n dev" needs
+# the KopfPeering "kopfscale" in dev, as the namespaced manifests create it), and VERBOSE=1 for
+# kopf's debug log.
+CLUSTER ?= local
+RUN_METRICS_PORT ?= 8081
+RUN_HEALTH_PORT ?= 8080
+VERBOSE ?=
+SCOPE ?= --all-namespaces
+RUN_ARGS = $(SCOPE) --peering=kopfscale --priority=0 \
+	--metrics-port=$(RUN_METRICS_PORT) --metrics-address=127.0.0.1 \
+	--liveness=http://127.0.0.1:$(RUN_HEALTH_PORT)/healthz $(if $(VERBOSE),--verbose)
+
+run: $(VENV_STAMP) ## Run the operator on the local control plane (CLUSTER=current: your kubeconfig's cluster; VERBOSE=1: debug)
+	@case "$(CLUSTER)" in \
+	local) \
+		$(MAKE) --no-print-directory cluster-up >/dev/null || exit 1; \
+		export KUBECONFIG=$(KUBECONFIG_LOCAL); \
+		$(BIN)/kopfscale cluster kubectl apply --server-side --force-conflicts -f crds/ -f deploy/crds/ >/dev/null || exit 1; \
+		echo "kopfscale: the local control plane is up; in another shell: export KUBECONFIG=$(KUBECONFIG_LOCAL)"; \
+		exec $(BIN)/kopfscale run $(RUN_ARGS);; \
+	current) \
+		$(BIN)/kopfscale cluster reachable || { echo "kopfscale: CLUSTER=current, but the current kubeconfig reaches no cluster" >&2; exit 1; }; \
+		exec $(BIN)/kopfscale run $(RUN_ARGS);; \
+	*) echo "kopfscale: CLUSTER must be local (default) or current, not '$(CLUSTER)'" >&2; exit 2;; \
+	esac
 
 cluster-up: $(VENV_STAMP) controlplane ## Start the local control plane in the background; prints the KUBECONFIG export
 	@$(BIN)/kopfscale cluster up --state-dir $(CLUSTER_DIR)

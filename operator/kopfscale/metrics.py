@@ -15,7 +15,9 @@ handler in kopf's registry with a timer (once; idempotent across operator restar
 process). Daemons are long-lived loops, not reconciles, and are left alone.
 
 The endpoint is off unless a port is given: ``kopfscale run --metrics-port 8081`` or the env
-``KOPFSCALE_METRICS_PORT`` (0 or empty: off). It is an aiohttp app on the operator's own loop, so it
+``KOPFSCALE_METRICS_PORT`` (0 or empty: off). It binds to loopback unless
+``KOPFSCALE_METRICS_ADDRESS`` (``--metrics-address``) says otherwise; the chart sets 0.0.0.0 so
+Prometheus can scrape the Pod. It is an aiohttp app on the operator's own loop, so it
 starts and stops with the operator (tests run several operators in one process).
 """
 
@@ -176,7 +178,7 @@ async def start_metrics(memo: kopf.Memo, **_: Any) -> None:
     app.router.add_get("/metrics", _serve_metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    address = os.environ.get(ADDRESS_ENV, "0.0.0.0")
+    address = os.environ.get(ADDRESS_ENV) or "127.0.0.1"
     await web.TCPSite(runner, address, port).start()
     memo[_SERVER_MEMO_KEY] = runner
     logger.info(f"Serving Prometheus metrics on http://{address}:{port}/metrics")
