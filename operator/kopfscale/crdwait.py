@@ -55,7 +55,9 @@ def read_crds(names: Iterable[str]) -> dict[str, dict[str, Any]]:
     api = kubernetes.client.ApiextensionsV1Api(kube.api_client())
     found: dict[str, dict[str, Any]] = {}
     for name in names:
-        listed = api.list_custom_resource_definition(field_selector=f"metadata.name={name}", _request_timeout=10)
+        listed = api.list_custom_resource_definition(
+            field_selector=f"metadata.name={name}", _request_timeout=10
+        )
         for item in listed.items:
             found[name] = kube.api_client().sanitize_for_serialization(item)
     return found
@@ -73,7 +75,9 @@ async def wait_for_crds(
             found = await asyncio.to_thread(read_crds, names)
         except ApiException as e:
             if e.status in (401, 403):
-                logger.info(f"Not allowed to read CRDs ({e.status}); assuming {', '.join(names)} are installed.")
+                logger.info(
+                    f"Not allowed to read CRDs ({e.status}); assuming {', '.join(names)} are installed."
+                )
                 return False
             text = f"Cannot read the CRDs yet ({e.status} {e.reason}); retrying."
         else:
