@@ -32,7 +32,8 @@ from kubernetes.client.exceptions import ApiException
 from kopfscale import GROUP, VERSION, kube
 from kopfscale import settings as kopfscale_settings
 from kopfscale.greeter import manifests, reconcile, status
-from kopfscale.scaledapp import workload
+from kopfscale.scaledapp import api as scaledapp_api
+from kopfscale.scaledapp import deployment
 
 PERIOD = 1.0  # seconds between the starts of two passes
 api = reconcile.KubeApi()
@@ -81,10 +82,10 @@ def sync_scaledapp(app: dict[str, Any]) -> None:
     value = read_metric(metric["http"]["url"], metric["http"]["valueLocation"])
     wanted = math.ceil(value / float(metric["target"]["value"]))
     replicas = max(int(spec.get("minReplicas", 1)), min(int(spec["maxReplicas"]), wanted))
-    body = workload.deployment_manifest(meta["name"], meta["namespace"], spec["template"], replicas)
+    body = deployment.deployment_manifest(meta["name"], meta["namespace"], spec["template"], replicas)
     body["metadata"]["ownerReferences"] = [owner_reference(app)]
     apply("Deployment", body)
-    workload.patch_status(
+    scaledapp_api.patch_status(
         meta["name"], meta["namespace"], {"replicas": replicas, "desiredReplicas": replicas}
     )
 

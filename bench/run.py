@@ -226,6 +226,11 @@ def main() -> None:
     )
     parser.add_argument("--burst", help="override the burst sizes, e.g. 1:3,100:3 (N:runs)")
     parser.add_argument("--reaction", help="override the reaction sizes, e.g. 1:3,1000:1 (N:step pairs)")
+    parser.add_argument(
+        "--footprint",
+        help="override the footprint levels, Greeters (= ScaledApps) at each, e.g. 200,500,1000;"
+        " the middle one is the steady state",
+    )
     parser.add_argument("--out", type=Path, help="results directory (default bench/results, or .../quick)")
     parser.add_argument("--report-only", action="store_true", help="re-render results.json in --out")
     args = parser.parse_args()
@@ -241,6 +246,10 @@ def main() -> None:
             cfg.burst_sizes = {int(a): int(b) for a, b in (x.split(":") for x in args.burst.split(","))}
         if args.reaction:
             cfg.reaction_sizes = {int(a): int(b) for a, b in (x.split(":") for x in args.reaction.split(","))}
+        if args.footprint:
+            cfg.footprint_each = [int(n) for n in args.footprint.split(",")]
+            if len(cfg.footprint_each) != 3:
+                parser.error("--footprint takes three levels, e.g. 200,500,1000")
         try:
             results = asyncio.run(main_async(cfg, out))
         except Exception:

@@ -7,9 +7,9 @@ import datetime
 import pytest
 
 from kopfscale.scaledapp import status as st
+from kopfscale.scaledapp.deployment import deployment_manifest, template_hash
 from kopfscale.scaledapp.history import History
 from kopfscale.scaledapp.spec import SpecError, parse
-from kopfscale.scaledapp.workload import deployment_manifest, template_hash
 
 from .test_scaledapp_policy import NOW, make, once, seconds, value_metric
 

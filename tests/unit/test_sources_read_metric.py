@@ -16,11 +16,13 @@ import pytest
 from kopfscale import kube
 from kopfscale.scaledapp.sources import (
     DEFAULT_TIMEOUT,
-    SOURCES,
+    REGISTRY,
+    Meaning,
     MetricReading,
-    Source,
+    Scaler,
     SourceContext,
     SourceError,
+    opened,
     read_metric,
 )
 
@@ -34,8 +36,8 @@ def read(
     selector: str | None = "app=web",
 ) -> MetricReading:
     async def main() -> MetricReading:
-        async with aiohttp.ClientSession() as http:
-            ctx = SourceContext(namespace="default", pod_selector=selector, now=lambda: now, http=http)
+        async with opened():
+            ctx = SourceContext(namespace="default", pod_selector=selector, now=lambda: now)
             return await read_metric(spec, ctx)
 
     return asyncio.run(main())
@@ -113,25 +115,44 @@ def test_resource_without_a_pod_selector() -> None:
     assert reading.error == "resource cpu: the workload has no pod selector to find its pods by"
 
 
-def slow_source(delay: float, value: float = 1.0) -> Source:
-    async def slow(metric: Mapping[str, Any], config: Mapping[str, Any], ctx: SourceContext) -> float:
+class FakeScaler(Scaler[Mapping[str, Any]]):
+    """A source type registered by a test: it reads whatever ``behave`` does."""
+
+    meaning = Meaning.TOTAL
+
+    def __init__(self, label: str, behave: Callable[[], Any]) -> None:
+        self.type, self.label, self.behave = label, label, behave  # type: ignore[misc]
+
+    def parse(self, config: Mapping[str, Any], target_type: str | None) -> Mapping[str, Any]:
+        return config
+
+    def describe(self, config: Mapping[str, Any]) -> str:
+        return self.label
+
+    async def read(self, config: Mapping[str, Any], ctx: SourceContext) -> float:
+        result = self.behave()
+        return float(await result) if asyncio.iscoroutine(result) else float(result)
+
+
+def slow_source(delay: float, value: float = 1.0) -> FakeScaler:
+    async def slow() -> float:
         await asyncio.sleep(delay)
         return value
 
-    return Source(describe=lambda config: "slow", read=slow)
+    return FakeScaler("slow", slow)
 
 
-def failing_source(exc: BaseException | Callable[[], float]) -> Source:
-    async def fail(metric: Mapping[str, Any], config: Mapping[str, Any], ctx: SourceContext) -> float:
+def failing_source(exc: BaseException | Callable[[], float]) -> FakeScaler:
+    def fail() -> float:
         if isinstance(exc, BaseException):
             raise exc
         return exc()
 
-    return Source(describe=lambda config: "failing", read=fail)
+    return FakeScaler("failing", fail)
 
 
 def test_timeout_is_enforced(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(SOURCES, "slow", slow_source(5.0))
+    monkeypatch.setitem(REGISTRY, "slow", slow_source(5.0))
     started = time.monotonic()
     reading = read({"name": "s", "type": "slow", "slow": {"timeout": 0.2}})
     elapsed = time.monotonic() - started
@@ -140,7 +161,7 @@ def test_timeout_is_enforced(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_default_timeout_is_three_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(SOURCES, "slow", slow_source(0.05, value=7))
+    monkeypatch.setitem(REGISTRY, "slow", slow_source(0.05, value=7))
     assert read({"name": "s", "type": "slow", "slow": {}}) == MetricReading(name="s", value=7.0)
     assert DEFAULT_TIMEOUT == 3.0
 
@@ -155,7 +176,7 @@ def test_default_timeout_is_three_seconds(monkeypatch: pytest.MonkeyPatch) -> No
     ],
 )
 def test_failures_never_raise(monkeypatch: pytest.MonkeyPatch, behaviour: Any, error: str) -> None:
-    monkeypatch.setitem(SOURCES, "failing", failing_source(behaviour))
+    monkeypatch.setitem(REGISTRY, "failing", failing_source(behaviour))
     assert read({"name": "f", "type": "failing", "failing": {}}) == MetricReading(name="f", error=error)
 
 

@@ -5,36 +5,43 @@ Pure: no I/O, no clock (``now`` is a parameter), no mutation (the updated histor
 The maths, stated once (Kubernetes HPA v2, kubernetes.io/docs/concepts/workloads/autoscaling/
 horizontal-pod-autoscale/, and the HPA controller's ``normalizeDesiredReplicasWithBehaviors``):
 
-1. Per metric, a recommendation:
-   - ``Value`` / ``Utilization`` (and ``resource`` with ``AverageValue``, whose reading is already
-     a per-pod average): ``ratio = value / target``, ``desired = ceil(current * ratio)``.
-   - ``AverageValue`` on an external value (prometheus, http): the value is a total, the target is
-     per replica: ``desired = ceil(value / target)``, ``ratio = value / (target * current)``.
-   - ``cron``: the window's ``desiredReplicas`` (0 outside it): a floor, since the max is taken.
+1. Per metric, a recommendation (:func:`evaluate_metric`):
+   What a number means is the source's declaration (``sources.Meaning``), never its type name:
+   - ``Value`` / ``Utilization``, and ``AverageValue`` of a per-pod source (``PER_POD``: the
+     reading is already an average over the pods): ``ratio = value / target``,
+     ``desired = ceil(current * ratio)``.
+   - ``AverageValue`` of a total (``TOTAL``: prometheus, http): the target is per replica:
+     ``desired = ceil(value / target)``, ``ratio = value / (target * current)``.
+   - A floor (``FLOOR``: cron's ``desiredReplicas`` inside its window, 0 outside): the value is the
+     recommendation, and the max over metrics makes it a floor.
    - Tolerance: when ``1 - scaleDown.tolerance <= ratio <= 1 + scaleUp.tolerance`` the metric
      recommends ``current`` (no change).
-2. The recommendation is the **max** over metrics. When a metric failed and the others recommend
-   fewer replicas than ``current``, the count is held (never scale down on missing data); scaling
-   up still happens. A metric failing ``fallback.failureThreshold`` times in a row recommends
-   ``fallback.replicas`` instead. All metrics failing: the count is held.
-3. Scale to zero and back, in the same loop (only when ``minReplicas`` is 0): a metric is active
-   when its value is strictly greater than its ``activationThreshold``. At zero, any active metric
-   recommends at least 1, none keeps zero. Above zero, when every metric is readable and none is
-   active the recommendation is 0; it takes effect once ``cooldownPeriod`` seconds of inactivity
-   and ``initialCooldownPeriod`` seconds since creation have passed (before that the floor is 1),
-   and it goes through the stabilization window and the scale-down policies like any other
-   scale-down, all the way to zero.
-4. Bounds first: ``current > max`` → ``max``; ``current < min`` → ``min`` (no behaviour applies).
-5. Stabilization: with ``up`` the lowest and ``down`` the highest of (this recommendation and
-   the recommendations seen within the direction's window), the result is ``current`` brought
-   into ``[up, down]``.
-6. Rate: for each policy, ``periodStart = current - added + removed`` over its ``periodSeconds``;
-   scale-up limit ``periodStart + value`` (Pods) or ``ceil(periodStart * (1 + value/100))``
-   (Percent); scale-down limit ``periodStart - value`` or ``trunc(periodStart * (1 - value/100))``
-   (Percent: the allowed change rounds up). ``selectPolicy: Max`` takes the policy allowing the
-   biggest change, ``Min`` the smallest, ``Disabled`` forbids that direction. The limits never
-   move against the direction (a limit below ``current`` when scaling up means "hold").
+2. The recommendation is the **max** over metrics (:func:`combine`). When a metric failed and the
+   others recommend fewer replicas than ``current``, the count is held (never scale down on missing
+   data); scaling up still happens. A metric failing ``fallback.failureThreshold`` times in a row
+   recommends ``fallback.replicas`` instead. All metrics failing: the count is held.
+3. Scale to zero and back, in the same loop (only when ``minReplicas`` is 0; :func:`activate`): a
+   metric is active when its value is strictly greater than its ``activationThreshold``. At zero,
+   any active metric recommends at least 1, none keeps zero. Above zero, when every metric is
+   readable and none is active the recommendation is 0; it takes effect once ``cooldownPeriod``
+   seconds of inactivity and ``initialCooldownPeriod`` seconds since creation have passed (before
+   that the floor is 1), and it goes through the stabilization window and the scale-down policies
+   like any other scale-down, all the way to zero.
+4. What overrides the maths (:func:`held`): ``spec.paused`` holds ``current``; ``current > max`` →
+   ``max``; ``current < min`` → ``min`` (no behaviour applies); no metric readable holds ``current``.
+5. Stabilization (:func:`stabilize`): with ``up`` the lowest and ``down`` the highest of (this
+   recommendation and the recommendations seen within the direction's window), the result is
+   ``current`` brought into ``[up, down]``.
+6. Rate (:func:`limit`): for each policy, ``periodStart = current - added + removed`` over its
+   ``periodSeconds``; scale-up limit ``periodStart + value`` (Pods) or ``ceil(periodStart * (1 +
+   value/100))`` (Percent); scale-down limit ``periodStart - value`` or ``trunc(periodStart * (1 -
+   value/100))`` (Percent: the allowed change rounds up). ``selectPolicy: Max`` takes the policy
+   allowing the biggest change, ``Min`` the smallest, ``Disabled`` forbids that direction. The
+   limits never move against the direction (a limit below ``current`` when scaling up means "hold").
 7. Clamp to ``[min, max]`` (with the zero floor of 3).
+
+:func:`step` is one whole round as the operator runs it (decide, then record the scale event in
+mode Auto); ``kopfscale simulate`` replays traces through it.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from kopfscale.scaledapp.history import History
+from kopfscale.scaledapp.sources import Meaning
 from kopfscale.scaledapp.spec import MetricSpec, ScaledAppSpec, ScalingRules, Target
 
 # Reasons (CamelCase, as in the HPA's conditions) for what shaped a decision.
@@ -84,7 +92,7 @@ class MetricEvaluation:
     target: Target | None
     value: float | None
     error: str | None
-    ratio: float | None  # value relative to its target (None for cron, at zero replicas, or on error)
+    ratio: float | None  # value relative to its target (None for a floor, at zero replicas, or on error)
     recommendation: int | None  # None: failed and not (yet) in fallback
     active: bool | None  # None: unknown (failed)
     within_tolerance: bool
@@ -162,9 +170,9 @@ def evaluate_metric(
     behavior = spec.behavior
     ratio: float | None = None
     within = False
-    if metric.type == "cron" or metric.target is None:
+    if metric.meaning is Meaning.FLOOR or metric.target is None:
         recommendation = max(_ceil(value), 0)
-    elif metric.target.type == "AverageValue" and metric.type != "resource":
+    elif metric.target.type == "AverageValue" and metric.meaning is Meaning.TOTAL:
         # External metric semantics: a total divided by the per-replica target.
         recommendation = _ceil(value / metric.target.value)
         if current > 0:
@@ -225,48 +233,59 @@ def keep_seconds(spec: ScaledAppSpec) -> tuple[int, int]:
     return windows, periods
 
 
-def decide(
+@dataclass(frozen=True)
+class Combined:
+    """Step 2: the recommendation over all metrics."""
+
+    replicas: int
+    driver: str | None  # the metric whose recommendation won the max
+    held_for_missing: bool  # a scale-down was skipped because a metric failed
+    any_valid: bool
+
+
+def combine(metrics: Sequence[MetricEvaluation], current: int) -> Combined:
+    """The max over the metrics' recommendations; a scale-down is held while any metric is missing."""
+    valid = [m for m in metrics if m.recommendation is not None]
+    if not valid:
+        return Combined(current, None, held_for_missing=False, any_valid=False)
+    best = max(valid, key=lambda m: m.recommendation or 0)
+    replicas = best.recommendation or 0
+    held = any(m.recommendation is None for m in metrics) and replicas < current
+    return Combined(current if held else replicas, best.name, held_for_missing=held, any_valid=True)
+
+
+@dataclass(frozen=True)
+class Activation:
+    """Step 3: scale to zero and back. ``floor`` is the lowest count allowed this round."""
+
+    replicas: int
+    active: bool | None  # None: unknown (a metric failed)
+    floor: int
+    floor_reason: str
+    zero_wait_seconds: float | None  # seconds until zero is allowed, when it is the next step
+    history: History
+
+
+def activate(
     spec: ScaledAppSpec,
     current: int,
-    readings: Sequence[Reading],
+    metrics: Sequence[MetricEvaluation],
+    combined: Combined,
     history: History,
-    *,
     now: datetime.datetime,
-    created: datetime.datetime | None = None,
-) -> Decision:
-    by_name = {r.name: r for r in readings}
-    metrics = tuple(
-        evaluate_metric(m, by_name.get(m.name), current, spec, history.failures.get(m.name, 0))
-        for m in spec.metrics
-    )
-    history = history.with_failures({m.name: m.failures for m in metrics})
-    valid = [m for m in metrics if m.recommendation is not None]
+    created: datetime.datetime | None,
+) -> Activation:
+    """0 <-> 1 by activation, and N -> 0 after the cooldowns (only with ``minReplicas: 0``)."""
     missing = any(m.recommendation is None for m in metrics)
-    fallback = any(m.fallback for m in metrics)
-
-    # --- 2. combine --------------------------------------------------------------------------
-    driver: str | None = None
-    recommendation = current
-    if valid:
-        best = max(valid, key=lambda m: m.recommendation or 0)
-        driver, recommendation = best.name, best.recommendation or 0
-    held_for_missing = bool(valid) and missing and recommendation < current
-    if held_for_missing:
-        recommendation = current
-
-    # --- 3. activation -----------------------------------------------------------------------
-    known = not missing
     any_active = any(m.active for m in metrics)
-    active: bool | None = True if any_active else (False if known else None)
+    active: bool | None = True if any_active else (None if missing else False)
     history = history.with_activity(now, active)
-    floor = spec.min_replicas
-    floor_reason = TOO_FEW_REPLICAS
-    zero_wait: float | None = None
-    if spec.min_replicas == 0 and valid:
+    replicas, floor, floor_reason, zero_wait = combined.replicas, spec.min_replicas, TOO_FEW_REPLICAS, None
+    if spec.min_replicas == 0 and combined.any_valid:
         if current == 0:
-            recommendation = max(recommendation, 1) if any_active else 0
+            replicas = max(replicas, 1) if any_active else 0
         elif active is False:
-            recommendation = 0
+            replicas = 0
             since = history.inactive_since or now
             cooldown_left = spec.cooldown_period - (now - since).total_seconds()
             initial_left = (
@@ -277,79 +296,139 @@ def decide(
                 floor = 1
                 floor_reason = INITIAL_COOLDOWN if initial_left >= cooldown_left else COOLDOWN
         else:
-            recommendation = max(recommendation, 1)
+            replicas = max(replicas, 1)
+    return Activation(replicas, active, floor, floor_reason, zero_wait, history)
 
-    def done(desired: int, reason: str, limited: bool, stabilized: int, by_window: bool = False) -> Decision:
-        decision = Decision(
-            current=current,
-            desired=desired,
-            recommendation=recommendation,
-            stabilized=stabilized,
-            metrics=metrics,
-            driver=driver,
-            reason=reason,
-            limited=limited,
-            stabilized_by_window=by_window,
-            held_for_missing=held_for_missing,
-            active=active,
-            fallback=fallback,
-            all_failed=not valid,
-            zero_wait_seconds=zero_wait,
-            history=history,
-            explanation="",
-        )
-        return _with_explanation(decision, spec)
 
-    # --- paused / failed / bounds first ------------------------------------------------------
-    if spec.paused:
-        return done(current, PAUSED, False, current)
-    if current > spec.max_replicas:
-        return done(spec.max_replicas, TOO_MANY_REPLICAS, True, current)
-    if current < spec.min_replicas:
-        return done(spec.min_replicas, TOO_FEW_REPLICAS, True, current)
-    if not valid:
-        return done(current, ALL_METRICS_FAILED, False, current)
+@dataclass(frozen=True)
+class Stabilized:
+    """Step 5: the recommendation after the stabilization windows."""
 
-    # --- 5. stabilization ----------------------------------------------------------------------
+    replicas: int
+    by_window: bool
+    history: History
+
+
+def stabilize(
+    spec: ScaledAppSpec, current: int, recommendation: int, history: History, now: datetime.datetime
+) -> Stabilized:
+    """``current`` brought into [lowest recommendation of the up window, highest of the down window]."""
     up_rules, down_rules = spec.behavior.scale_up, spec.behavior.scale_down
+    keep = keep_seconds(spec)[0]
     if not history.recommendations:
         # As the HPA does: a fresh (or restarted without history) controller does not scale
         # down before it has watched the scale-down window.
-        history = history.record_recommendation(now, current, keep_seconds(spec)[0])
+        history = history.record_recommendation(now, current, keep)
     up_cutoff = now - datetime.timedelta(seconds=up_rules.stabilization_window_seconds)
     down_cutoff = now - datetime.timedelta(seconds=down_rules.stabilization_window_seconds)
     up_bound = min([recommendation, *history.recommendations_after(up_cutoff)])
     down_bound = max([recommendation, *history.recommendations_after(down_cutoff)])
     stabilized = min(max(current, up_bound), down_bound)
-    history = history.record_recommendation(now, recommendation, keep_seconds(spec)[0])
-    by_window = stabilized != recommendation
+    history = history.record_recommendation(now, recommendation, keep)
+    return Stabilized(stabilized, stabilized != recommendation, history)
 
-    # --- 6/7. rate limits and bounds -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Limited:
+    """Steps 6-7: the final count, and the rule that set it."""
+
+    replicas: int
+    reason: str
+    limited: bool
+
+
+def limit(
+    spec: ScaledAppSpec,
+    current: int,
+    stabilized: int,
+    floor: int,
+    floor_reason: str,
+    history: History,
+    now: datetime.datetime,
+) -> Limited:
+    """The behavior policies' rate limits in the direction of change, then the bounds."""
     if stabilized > current:
-        limit = _rate_limit(up_rules, current, history, now, up=True)
-        if limit is None:
-            return done(current, SCALE_UP_DISABLED, True, stabilized, by_window)
+        rate = _rate_limit(spec.behavior.scale_up, current, history, now, up=True)
+        if rate is None:
+            return Limited(current, SCALE_UP_DISABLED, True)
         if current == 0:
-            limit = max(limit, 1)  # activation: 0 -> 1 is always within the rate
-        limit = max(limit, current)
-        if spec.max_replicas > limit:
-            ceiling, reason = limit, SCALE_UP_LIMIT
-        else:
-            ceiling, reason = spec.max_replicas, TOO_MANY_REPLICAS
+            rate = max(rate, 1)  # activation: 0 -> 1 is always within the rate
+        rate = max(rate, current)
+        ceiling, reason = (
+            (rate, SCALE_UP_LIMIT) if spec.max_replicas > rate else (spec.max_replicas, TOO_MANY_REPLICAS)
+        )
         if stabilized > ceiling:
-            return done(ceiling, reason, True, stabilized, by_window)
+            return Limited(ceiling, reason, True)
     elif stabilized < current:
-        limit = _rate_limit(down_rules, current, history, now, up=False)
-        if limit is None:
-            return done(current, SCALE_DOWN_DISABLED, True, stabilized, by_window)
-        limit = min(limit, current)
-        if floor < limit:
-            bottom, reason = limit, SCALE_DOWN_LIMIT
-        else:
-            bottom, reason = floor, floor_reason
+        rate = _rate_limit(spec.behavior.scale_down, current, history, now, up=False)
+        if rate is None:
+            return Limited(current, SCALE_DOWN_DISABLED, True)
+        rate = min(rate, current)
+        bottom, reason = (rate, SCALE_DOWN_LIMIT) if floor < rate else (floor, floor_reason)
         if stabilized < bottom:
-            return done(bottom, reason, True, stabilized, by_window)
-    return done(stabilized, WITHIN_RANGE, False, stabilized, by_window)
+            return Limited(bottom, reason, True)
+    return Limited(stabilized, WITHIN_RANGE, False)
+
+
+def held(spec: ScaledAppSpec, current: int, any_valid: bool) -> Limited | None:
+    """Step 4: what overrides the maths: pause, a count outside the bounds, no metric at all."""
+    if spec.paused:
+        return Limited(current, PAUSED, False)
+    if current > spec.max_replicas:
+        return Limited(spec.max_replicas, TOO_MANY_REPLICAS, True)
+    if current < spec.min_replicas:
+        return Limited(spec.min_replicas, TOO_FEW_REPLICAS, True)
+    if not any_valid:
+        return Limited(current, ALL_METRICS_FAILED, False)
+    return None
+
+
+def decide(
+    spec: ScaledAppSpec,
+    current: int,
+    readings: Sequence[Reading],
+    history: History,
+    *,
+    now: datetime.datetime,
+    created: datetime.datetime | None = None,
+) -> Decision:
+    """The numbered steps of the module docstring, in order."""
+    by_name = {r.name: r for r in readings}
+    metrics = tuple(
+        evaluate_metric(m, by_name.get(m.name), current, spec, history.failures.get(m.name, 0))
+        for m in spec.metrics
+    )  # 1
+    history = history.with_failures({m.name: m.failures for m in metrics})
+    combined = combine(metrics, current)  # 2
+    activation = activate(spec, current, metrics, combined, history, now, created)  # 3
+    history = activation.history
+    stabilized: Stabilized | None = None
+    final = held(spec, current, combined.any_valid)  # 4
+    if final is None:
+        stabilized = stabilize(spec, current, activation.replicas, history, now)  # 5
+        history = stabilized.history
+        final = limit(
+            spec, current, stabilized.replicas, activation.floor, activation.floor_reason, history, now
+        )  # 6, 7
+    decision = Decision(
+        current=current,
+        desired=final.replicas,
+        recommendation=activation.replicas,
+        stabilized=stabilized.replicas if stabilized else current,
+        metrics=metrics,
+        driver=combined.driver,
+        reason=final.reason,
+        limited=final.limited,
+        stabilized_by_window=stabilized.by_window if stabilized else False,
+        held_for_missing=combined.held_for_missing,
+        active=activation.active,
+        fallback=any(m.fallback for m in metrics),
+        all_failed=not combined.any_valid,
+        zero_wait_seconds=activation.zero_wait_seconds,
+        history=history,
+        explanation="",
+    )
+    return _with_explanation(decision, spec)
 
 
 _REASON_TEXT = {
@@ -374,7 +453,7 @@ def describe_metric(m: MetricEvaluation) -> str:
         return text
     assert m.value is not None
     if m.target is None:
-        return f"{m.name}: {_fmt(m.value)} (cron floor) -> {m.recommendation}"
+        return f"{m.name}: {_fmt(m.value)} ({m.type} floor) -> {m.recommendation}"
     unit = "%" if m.target.type == "Utilization" else ""
     text = f"{m.name}: {_fmt(m.value)}{unit} (target {m.target.type} {_fmt(m.target.value)}{unit}"
     if m.ratio is not None:
@@ -406,3 +485,27 @@ def _with_explanation(d: Decision, spec: ScaledAppSpec) -> Decision:
             parts.append(text)
     parts.append(f"{d.current} -> {d.desired}")
     return replace(d, explanation=" | ".join(parts))
+
+
+def record_scaling(decision: Decision, spec: ScaledAppSpec, now: datetime.datetime) -> History:
+    """The history after the workload was scaled as ``decision`` says (the rate limits count it)."""
+    change = decision.desired - decision.current
+    return decision.history.record_scale_event(now, change, keep_seconds(spec)[1])
+
+
+def step(
+    spec: ScaledAppSpec,
+    current: int,
+    readings: Sequence[Reading],
+    history: History,
+    *,
+    now: datetime.datetime,
+    created: datetime.datetime | None = None,
+) -> Decision:
+    """One round as the operator runs it, when the scaling succeeds: :func:`decide`, then in mode
+    ``Auto`` the scale event :func:`record_scaling` adds. ``Decision.history`` is what the next
+    round starts from; the simulator (``kopfscale simulate``) replays traces through this."""
+    decision = decide(spec, current, readings, history, now=now, created=created)
+    if spec.mode == "Auto" and decision.desired != current:
+        return replace(decision, history=record_scaling(decision, spec, now))
+    return decision

@@ -11,13 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-MetricType = Literal["prometheus", "http", "cron", "resource"]
+from kopfscale.scaledapp.sources import REGISTRY, Meaning, SourceError, SourceSpec, parse_source
+
 TargetType = Literal["AverageValue", "Value", "Utilization"]
 PolicyType = Literal["Pods", "Percent"]
 SelectPolicy = Literal["Max", "Min", "Disabled"]
 Mode = Literal["Auto", "Observe"]
-
-METRIC_TYPES: tuple[MetricType, ...] = ("prometheus", "http", "cron", "resource")
 
 DEFAULT_MIN_REPLICAS = 1
 DEFAULT_POLLING_INTERVAL = 15  # seconds (the HPA's sync period; KEDA's default is 30)
@@ -41,10 +40,15 @@ class Target:
 @dataclass(frozen=True)
 class MetricSpec:
     name: str
-    type: MetricType
-    target: Target | None  # None only for cron, whose desiredReplicas is a floor
+    type: str  # a key of the source registry
+    target: Target | None  # None only for floor sources (cron), whose value is a replica count
     activation_threshold: float
-    raw: Mapping[str, Any]  # the whole item, handed to the metric source as is
+    raw: Mapping[str, Any]  # the whole item as written
+    source: SourceSpec  # its source block, parsed once with the spec
+
+    @property
+    def meaning(self) -> Meaning:
+        return self.source.meaning
 
 
 @dataclass(frozen=True)
@@ -175,8 +179,12 @@ def _metric(raw: Mapping[str, Any]) -> MetricSpec:
     type_ = raw.get("type")
     if not isinstance(name, str) or not name:
         raise SpecError("every metric needs a name")
-    if type_ not in METRIC_TYPES:
+    if type_ not in REGISTRY:
         raise SpecError(f"metric {name!r}: unknown type {type_!r}")
+    try:
+        source = parse_source(raw)
+    except SourceError as e:
+        raise SpecError(f"metric {name!r}: {e}") from None
     raw_target = raw.get("target")
     target: Target | None = None
     if raw_target:
@@ -187,7 +195,7 @@ def _metric(raw: Mapping[str, Any]) -> MetricSpec:
         if value <= 0:
             raise SpecError(f"metric {name!r}: target.value must be positive")
         target = Target(ttype, value)
-    elif type_ != "cron":
+    elif source.meaning is not Meaning.FLOOR:
         raise SpecError(f"metric {name!r}: a target is required for {type_} metrics")
     return MetricSpec(
         name=name,
@@ -199,6 +207,7 @@ def _metric(raw: Mapping[str, Any]) -> MetricSpec:
             f"metric {name!r} activationThreshold",
         ),
         raw=raw,
+        source=source,
     )
 
 

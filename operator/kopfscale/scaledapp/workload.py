@@ -1,4 +1,4 @@
-"""The scaled workload: its ``/scale`` subresource, and the Deployment a ``spec.template`` asks for.
+"""The scale target: whatever a ScaledApp scales, read and written through its ``/scale`` subresource.
 
 Every workload is read and scaled the same way, through ``/apis/{group}/{version}/namespaces/
 {namespace}/{plural}/{name}/scale``: a Deployment, a StatefulSet, a Greeter, anything with a scale
@@ -8,9 +8,6 @@ client); the async handlers run them in threads.
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import json
 import threading
 import time
 from collections.abc import Mapping
@@ -19,12 +16,9 @@ from typing import Any
 
 import kubernetes
 
-from kopfscale import GROUP, VERSION, kube
+from kopfscale import kube
 from kopfscale.scaledapp.spec import ScaledAppSpec, ScaleTargetRef
 
-SCALEDAPP_LABEL = "kopfscale.dev/scaledapp"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "kopfscale"}
-TEMPLATE_HASH_ANNOTATION = "kopfscale.dev/template-hash"
 DISCOVERY_TTL = 300.0  # seconds a positive discovery answer is trusted
 REQUEST_TIMEOUT = 10.0  # seconds per API call, so a hung API server never stalls a loop forever
 
@@ -168,151 +162,3 @@ def patch_scale(target: ScaleTarget, replicas: int) -> ScaleState:
         _raise_for(e, target)
         raise
     return _state(obj)  # type: ignore[arg-type]  # the client returns the JSON object
-
-
-# --- the owned Deployment -------------------------------------------------------------------------
-def selector_labels(name: str) -> dict[str, str]:
-    return {SCALEDAPP_LABEL: name}
-
-
-def pod_template(name: str, template: Mapping[str, Any]) -> dict[str, Any]:
-    tmpl = copy.deepcopy(dict(template))
-    metadata = dict(tmpl.get("metadata") or {})
-    metadata["labels"] = {**(metadata.get("labels") or {}), **selector_labels(name)}
-    tmpl["metadata"] = metadata
-    return tmpl
-
-
-def template_hash(template: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def deployment_manifest(
-    name: str, namespace: str, template: Mapping[str, Any], replicas: int
-) -> dict[str, Any]:
-    """The Deployment kopfscale runs for ``spec.template`` (owner reference added by the caller)."""
-    tmpl = pod_template(name, template)
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {**MANAGED_BY, **selector_labels(name)},
-            "annotations": {TEMPLATE_HASH_ANNOTATION: template_hash(tmpl)},
-        },
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": selector_labels(name)},
-            "template": tmpl,
-        },
-    }
-
-
-def _deployment_state(deployment: Any) -> ScaleState:
-    """The /scale view of a Deployment object we already hold (saves a second request)."""
-    spec, status = deployment.spec, deployment.status
-    labels = (spec.selector.match_labels or {}) if spec and spec.selector else {}
-    return ScaleState(
-        replicas=int(spec.replicas or 0) if spec else 0,
-        status_replicas=int(status.replicas or 0) if status else 0,
-        selector=",".join(f"{k}={v}" for k, v in sorted(labels.items())) or None,
-    )
-
-
-def trim_deployment(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What :func:`indexed_state` needs of an owned Deployment; kept in a kopf index per object."""
-    meta = body.get("metadata") or {}
-    spec = body.get("spec") or {}
-    return {
-        "owners": sorted(str(o.get("uid")) for o in meta.get("ownerReferences") or []),
-        "templateHash": (meta.get("annotations") or {}).get(TEMPLATE_HASH_ANNOTATION),
-        "deleting": bool(meta.get("deletionTimestamp")),
-        "replicas": int(spec.get("replicas") or 0),
-        "statusReplicas": int((body.get("status") or {}).get("replicas") or 0),
-        "matchLabels": dict((spec.get("selector") or {}).get("matchLabels") or {}),
-    }
-
-
-def indexed_state(
-    indexed: Mapping[str, Any] | None, manifest: Mapping[str, Any], owner_uid: str
-) -> ScaleState | None:
-    """The scale of the owned Deployment as the watch last saw it, if nothing needs doing to it.
-
-    ``None`` means "ask the apiserver": the Deployment is unknown, being deleted, not ours, or
-    its pod template is out of date; :func:`ensure_deployment` then creates, updates or refuses.
-    """
-    if indexed is None or indexed["deleting"] or owner_uid not in indexed["owners"]:
-        return None
-    if indexed["templateHash"] != manifest["metadata"]["annotations"][TEMPLATE_HASH_ANNOTATION]:
-        return None
-    labels = indexed["matchLabels"]
-    return ScaleState(
-        replicas=indexed["replicas"],
-        status_replicas=indexed["statusReplicas"],
-        selector=",".join(f"{k}={v}" for k, v in sorted(labels.items())) or None,
-    )
-
-
-def ensure_deployment(manifest: Mapping[str, Any], owner_uid: str) -> tuple[str, ScaleState]:
-    """Create the Deployment, or bring its pod template up to date; never touches its replicas.
-
-    Returns what was done (``created``, ``updated`` or ``unchanged``) and the Deployment's scale.
-    A Deployment of that name that this ScaledApp does not own is never read as its workload,
-    written or scaled: that is a ``DeploymentConflict``.
-    """
-    apps = kube.apps_v1()
-    name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
-    try:
-        existing = apps.read_namespaced_deployment(name, namespace, _request_timeout=REQUEST_TIMEOUT)
-    except ApiException as e:
-        if e.status != 404:
-            raise
-        try:
-            body: Any = manifest  # the client serializes plain JSON bodies as they are
-            apps.create_namespaced_deployment(namespace, body, _request_timeout=REQUEST_TIMEOUT)
-        except ApiException as ce:
-            if ce.status != 409:  # created concurrently: the next reconcile compares it
-                raise
-        replicas = int(manifest["spec"]["replicas"])
-        selector = ",".join(
-            f"{k}={v}" for k, v in sorted(manifest["spec"]["selector"]["matchLabels"].items())
-        )
-        return "created", ScaleState(replicas=replicas, status_replicas=0, selector=selector)
-    meta = existing.metadata
-    assert meta is not None
-    owners = meta.owner_references or []
-    if not any(o.uid == owner_uid for o in owners):
-        raise TargetError(
-            "DeploymentConflict",
-            f"a Deployment named {name} already exists and is not owned by this ScaledApp; "
-            "rename the ScaledApp or use spec.scaleTargetRef to scale that Deployment",
-        )
-    state = _deployment_state(existing)
-    wanted = manifest["metadata"]["annotations"][TEMPLATE_HASH_ANNOTATION]
-    if (meta.annotations or {}).get(TEMPLATE_HASH_ANNOTATION) == wanted:
-        return "unchanged", state
-    patch = [
-        {"op": "replace", "path": "/spec/template", "value": manifest["spec"]["template"]},
-        {
-            "op": "add",
-            "path": "/metadata/annotations",
-            "value": {**(meta.annotations or {}), TEMPLATE_HASH_ANNOTATION: wanted},
-        },
-    ]
-    apps.patch_namespaced_deployment(
-        name, namespace, patch, _content_type="application/json-patch+json", _request_timeout=REQUEST_TIMEOUT
-    )
-    return "updated", state
-
-
-def patch_status(name: str, namespace: str, status: Mapping[str, Any]) -> None:
-    kube.custom_objects().patch_namespaced_custom_object_status(
-        GROUP,
-        VERSION,
-        namespace,
-        "scaledapps",
-        name,
-        {"status": dict(status)},
-        _request_timeout=REQUEST_TIMEOUT,
-    )

@@ -1,4 +1,4 @@
-"""Run read_metric() once, the way the ScaledApp handlers will (own event loop, shared session)."""
+"""Run read_metric() once, the way the operator does (own event loop, the sources' clients opened)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ import datetime
 import time
 from typing import Any
 
-import aiohttp
-
-from kopfscale.scaledapp.sources import MetricReading, SourceContext, read_metric
+from kopfscale.scaledapp.sources import MetricReading, SourceContext, opened, read_metric
 
 
 def read_once(spec: Any, *, namespace: str = "default", pod_selector: str | None = None) -> MetricReading:
@@ -22,12 +20,11 @@ def read_timed(
     """The reading and how long read_metric() took (not counting the event loop's teardown)."""
 
     async def main() -> tuple[MetricReading, float]:
-        async with aiohttp.ClientSession() as http:
+        async with opened():
             ctx = SourceContext(
                 namespace=namespace,
                 pod_selector=pod_selector,
                 now=lambda: datetime.datetime.now(datetime.UTC),
-                http=http,
             )
             started = time.monotonic()
             reading = await read_metric(spec, ctx)

@@ -1,23 +1,26 @@
-"""Metric sources of the ScaledApp autoscaler, one module per ``type`` (like KEDA's ``pkg/scalers``).
+"""Metric sources of the ScaledApp autoscaler: one module per ``type``, one registry (KEDA's ``pkg/scalers``).
 
-The only entry point the autoscaler needs::
+How the autoscaler uses them::
 
-    from kopfscale.scaledapp.sources import read_metric, MetricReading, SourceContext
-
-    reading = await read_metric(metric_spec, ctx)   # never raises
+    source = parse_source(raw_metric)         # once per spec generation; SourceError if unusable
+    reading = await read(name, source, ctx)   # every round; never raises
     if reading.error is None:
         use(reading.value)
 
-Each source module keeps its parsing pure (response → number, no I/O) and its I/O wrapper thin.
-See docs/metric-sources.md for the fields, semantics and errors of each source.
+``async with opened():`` (the operator's startup/cleanup) opens and closes every scaler's client.
+Adding a source: a module with a :class:`Scaler`, one line in :data:`REGISTRY`, one block in
+``crds/scaledapp.yaml`` (``metrics[].type`` enum and the ``<type>`` block; a unit test fails when
+they disagree), and a section in docs/metric-sources.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -25,8 +28,9 @@ import aiohttp
 from kopfscale.scaledapp.sources import cron, http_json, prometheus, resource
 from kopfscale.scaledapp.sources.base import (
     DEFAULT_TIMEOUT,
+    Meaning,
     MetricReading,
-    Source,
+    Scaler,
     SourceContext,
     SourceError,
     timeout_of,
@@ -34,62 +38,118 @@ from kopfscale.scaledapp.sources.base import (
 
 __all__ = [
     "DEFAULT_TIMEOUT",
-    "SOURCES",
+    "REGISTRY",
+    "Meaning",
     "MetricReading",
-    "Source",
+    "Scaler",
     "SourceContext",
     "SourceError",
+    "SourceSpec",
+    "close_all",
+    "open_all",
+    "opened",
+    "parse_source",
+    "read",
     "read_metric",
 ]
 
 logger = logging.getLogger(__name__)
 
-SOURCES: dict[str, Source] = {
-    "prometheus": prometheus.SOURCE,
-    "http": http_json.SOURCE,
-    "cron": cron.SOURCE,
-    "resource": resource.SOURCE,
+#: Every source type, by the ``metrics[].type`` that selects it.
+REGISTRY: dict[str, Scaler[Any]] = {
+    scaler.type: scaler for scaler in (prometheus.SCALER, http_json.SCALER, cron.SCALER, resource.SCALER)
 }
 
 
-async def read_metric(metric_spec: Mapping[str, Any], ctx: SourceContext) -> MetricReading:
-    """Read one metric of a ScaledApp spec. Never raises: failures come back as ``.error``.
+@dataclass(frozen=True)
+class SourceSpec:
+    """A metric's source, parsed once per spec generation: what every round reads with."""
 
-    The source's ``timeout`` field (seconds, default 3) bounds the whole read.
-    """
-    name = ""
-    label = "metric"
-    timeout = DEFAULT_TIMEOUT
+    scaler: Scaler[Any]
+    config: Any  # the scaler's own typed config
+    label: str  # the scaler's description: the prefix of every error of this metric
+    timeout: float  # seconds for the whole read
+
+    @property
+    def type(self) -> str:
+        return self.scaler.type
+
+    @property
+    def meaning(self) -> Meaning:
+        return self.scaler.meaning
+
+
+def parse_source(metric: Any) -> SourceSpec:
+    """The source of one ``metrics[]`` item; :class:`SourceError` (prefixed with its label) if unusable."""
+    if not isinstance(metric, Mapping):
+        raise SourceError(f"metric spec must be a mapping, got {type(metric).__name__}")
+    kind = metric.get("type")
+    if not isinstance(kind, str) or kind not in REGISTRY:
+        raise SourceError(f"unknown metric type {kind!r}, expected one of: {', '.join(sorted(REGISTRY))}")
+    scaler = REGISTRY[kind]
+    config = metric.get(kind)
+    if not isinstance(config, Mapping):
+        raise SourceError(f"{kind}: the {kind!r} section is missing or is not a mapping")
+    label = scaler.describe(config)
+    target = metric.get("target")
+    target_type = target.get("type") if isinstance(target, Mapping) else None
     try:
-        if not isinstance(metric_spec, Mapping):
-            raise SourceError(f"metric spec must be a mapping, got {type(metric_spec).__name__}")
-        raw_name = metric_spec.get("name")
-        name = raw_name if isinstance(raw_name, str) else ""
-        kind = metric_spec.get("type")
-        if not isinstance(kind, str) or kind not in SOURCES:
-            known = ", ".join(sorted(SOURCES))
-            raise SourceError(f"unknown metric type {kind!r}, expected one of: {known}")
-        source = SOURCES[kind]
-        label = kind
-        config = metric_spec.get(kind)
-        if not isinstance(config, Mapping):
-            raise SourceError(f"the {kind!r} section is missing or is not a mapping")
-        label = source.describe(config)
-        timeout = timeout_of(config)
-        async with asyncio.timeout(timeout):
-            value = await source.read(metric_spec, config, ctx)
+        return SourceSpec(scaler, scaler.parse(config, target_type), label, timeout_of(config))
+    except SourceError as e:
+        raise SourceError(f"{label}: {e}") from None
+
+
+async def read(name: str, source: SourceSpec, ctx: SourceContext) -> MetricReading:
+    """Read one metric within its timeout. Never raises: failures come back as ``.error``."""
+    label = source.label
+    try:
+        async with asyncio.timeout(source.timeout):
+            value = await source.scaler.read(source.config, ctx)
         if not isinstance(value, float | int) or not math.isfinite(value):
             raise SourceError(f"read a non-finite value {value!r}")
         return MetricReading(name=name, value=float(value))
     except SourceError as e:
         return MetricReading(name=name, error=f"{label}: {e}")
     except TimeoutError:
-        return MetricReading(name=name, error=f"{label}: timed out after {timeout:g}s")
+        return MetricReading(name=name, error=f"{label}: timed out after {source.timeout:g}s")
     except aiohttp.ClientError as e:
         return MetricReading(name=name, error=f"{label}: request failed: {_client_error(e)}")
     except Exception as e:
         logger.exception("Unexpected failure reading metric %r (%s)", name, label)
         return MetricReading(name=name, error=f"{label}: unexpected {type(e).__name__}: {e}")
+
+
+async def read_metric(metric: Any, ctx: SourceContext) -> MetricReading:
+    """Parse and read a raw ``metrics[]`` item in one go (tools and tests); never raises."""
+    raw_name = metric.get("name") if isinstance(metric, Mapping) else None
+    name = raw_name if isinstance(raw_name, str) else ""
+    try:
+        source = parse_source(metric)
+    except SourceError as e:
+        return MetricReading(name=name, error=str(e))
+    return await read(name, source, ctx)
+
+
+async def open_all() -> None:
+    """Open every scaler's client (the operator's startup)."""
+    for scaler in REGISTRY.values():
+        await scaler.open()
+
+
+async def close_all() -> None:
+    """Close every scaler's client (the operator's cleanup); safe to call twice."""
+    for scaler in REGISTRY.values():
+        await scaler.close()
+
+
+@contextlib.asynccontextmanager
+async def opened() -> AsyncIterator[None]:
+    """Every scaler's client open for the duration (tools and tests)."""
+    try:
+        await open_all()
+        yield
+    finally:
+        await close_all()
 
 
 def _client_error(e: aiohttp.ClientError) -> str:

@@ -1,25 +1,26 @@
-"""Shared types and helpers of the metric sources (the equivalent of KEDA's ``pkg/scalers`` base).
+"""The metric-source interface (KEDA's ``pkg/scalers`` ``Scaler``) and the helpers sources share.
 
-Every source is a :class:`Source`: a ``describe`` function that names the source for humans
-(the prefix of its error messages) and an async ``read`` function that returns one float or
-raises :class:`SourceError` with a human-readable reason. :func:`read_metric` in the package's
-``__init__`` turns both outcomes (and timeouts, and anything unexpected) into a
-:class:`MetricReading` and never raises.
+A source type is one module with one :class:`Scaler`: it parses its block of a metric once per
+spec generation (``parse``: a bad block makes the ScaledApp ``InvalidSpec``, not an error every
+round), names itself for humans (``describe``: the prefix of its errors), says what its number
+*means* to the scaling policy (:class:`Meaning`, so the policy never names a source type), reads
+one number (``read``) and owns its client (``open``/``close``, run with the operator). The
+registry in the package's ``__init__`` lists them; adding a source is one module, one registry
+line and one CRD block (a unit test holds the registry and the CRD to each other).
 """
 
 from __future__ import annotations
 
+import abc
 import datetime
+import enum
 import math
 import urllib.parse
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import aiohttp
+from typing import Any, ClassVar, Generic, TypeVar
 
 DEFAULT_TIMEOUT = 3.0  # seconds, per source read, unless the source's ``timeout`` field says otherwise
-MAX_BODY_BYTES = 4 * 1024 * 1024  # we read numbers, not data dumps: refuse absurdly large responses
 
 
 @dataclass(frozen=True)
@@ -33,29 +34,57 @@ class MetricReading:
 
 @dataclass
 class SourceContext:
-    """What a source may need besides its own spec; built by the ScaledApp handlers per reconcile."""
+    """What a read may need besides its own config; built by the autoscaler for each round."""
 
     namespace: str
     pod_selector: str | None  # label selector of the scaled workload's pods (used by ``resource``)
     now: Callable[[], datetime.datetime]  # injectable clock (used by ``cron``)
-    http: aiohttp.ClientSession  # shared session, owned (and closed) by the caller
+    scaledapp: str = ""  # the ScaledApp reading (its per-tenant budgets are keyed by it)
 
 
 class SourceError(Exception):
     """A reading failed for a reason worth showing to the user as is (no traceback needed)."""
 
 
+class Meaning(enum.Enum):
+    """What a source's number means to the scaling policy (the HPA's metric kinds)."""
+
+    #: A value for the whole workload (an HPA External/Object metric): with an ``AverageValue``
+    #: target it is divided by the per-replica target, with ``Value`` it is a ratio to the target.
+    TOTAL = "total"
+    #: Already an average over the workload's pods (an HPA Resource metric): always a ratio.
+    PER_POD = "perPod"
+    #: A replica count to keep at least (KEDA's cron): no target, the max over metrics makes it a floor.
+    FLOOR = "floor"
+
+
 Config = Mapping[str, Any]
-Describe = Callable[[Config], str]
-Read = Callable[[Mapping[str, Any], Config, SourceContext], Awaitable[float]]
+ConfigT = TypeVar("ConfigT")
 
 
-@dataclass(frozen=True)
-class Source:
-    """One metric source type: ``read(metric_spec, config, ctx)`` where ``config = metric_spec[type]``."""
+class Scaler(abc.ABC, Generic[ConfigT]):
+    """One metric source type. Subclasses set ``type`` and ``meaning`` and implement the rest."""
 
-    describe: Describe
-    read: Read
+    type: ClassVar[str]
+    meaning: ClassVar[Meaning]
+
+    @abc.abstractmethod
+    def parse(self, config: Config, target_type: str | None) -> ConfigT:
+        """The typed config of the metric's ``<type>`` block; :class:`SourceError` if unusable."""
+
+    @abc.abstractmethod
+    def describe(self, config: Config) -> str:
+        """A short name for humans, from the raw block (it also prefixes the block's parse errors)."""
+
+    @abc.abstractmethod
+    async def read(self, config: ConfigT, ctx: SourceContext) -> float:
+        """One finite number, or :class:`SourceError` with a reason fit for status."""
+
+    async def open(self) -> None:
+        """Start the source's client (the operator's startup); nothing by default."""
+
+    async def close(self) -> None:
+        """Release the client (the operator's cleanup); nothing by default."""
 
 
 def timeout_of(config: Config) -> float:
@@ -116,29 +145,6 @@ def redact_url(url: str) -> str:
         host = f"[{host}]"
     netloc = f"***@{host}" + (f":{parts.port}" if parts.port is not None else "")
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-
-
-async def read_body(response: aiohttp.ClientResponse, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The whole response body, refusing more than ``limit`` bytes."""
-    if response.content_length is not None and response.content_length > limit:
-        raise SourceError(f"response is too large ({response.content_length} bytes, limit {limit})")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise SourceError(f"response is too large (more than {limit} bytes)")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def http_status_error(status: int, reason: str | None, body: bytes) -> SourceError:
-    """A :class:`SourceError` for a non-2xx response, with a short snippet of the body."""
-    message = f"HTTP {status}" + (f" {reason}" if reason else "")
-    snippet = body[:200].decode("utf-8", errors="replace").strip()
-    if snippet:
-        message += f": {_oneline(snippet)}"
-    return SourceError(message)
 
 
 def _short(text: str, limit: int = 60) -> str:

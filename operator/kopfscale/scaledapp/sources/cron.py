@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import datetime
 import zoneinfo
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import croniter
 
-from kopfscale.scaledapp.sources.base import Config, Source, SourceContext, SourceError, required_str
+from kopfscale.scaledapp.sources.base import Config, Meaning, Scaler, SourceContext, SourceError, required_str
 
 _ONE_SECOND = datetime.timedelta(seconds=1)
 
@@ -138,8 +136,20 @@ def describe(config: Config) -> str:
     return "cron"
 
 
-async def read(metric: Mapping[str, Any], config: Config, ctx: SourceContext) -> float:
-    return window_value(parse_config(config), ctx.now())
+class CronScaler(Scaler[CronConfig]):
+    """``desiredReplicas`` inside the window, 0 outside: a floor (KEDA's cron scaler). No I/O."""
+
+    type = "cron"
+    meaning = Meaning.FLOOR
+
+    def parse(self, config: Config, target_type: str | None) -> CronConfig:
+        return parse_config(config)
+
+    def describe(self, config: Config) -> str:
+        return describe(config)
+
+    async def read(self, config: CronConfig, ctx: SourceContext) -> float:
+        return window_value(config, ctx.now())
 
 
-SOURCE = Source(describe=describe, read=read)
+SCALER = CronScaler()

@@ -15,14 +15,14 @@ from typing import Any
 
 from jsonpath_ng.ext.parser import parse as parse_jsonpath
 
+from kopfscale.scaledapp.sources import fetch
 from kopfscale.scaledapp.sources.base import (
     Config,
-    Source,
+    Meaning,
+    Scaler,
     SourceContext,
     SourceError,
-    http_status_error,
     http_url,
-    read_body,
     redact_url,
     required_str,
     to_number,
@@ -71,12 +71,17 @@ def compile_path(value_location: str) -> Any:
     return parse_jsonpath(value_location)
 
 
-def extract_value(doc: Any, value_location: str) -> float:
-    """The single number at ``value_location`` (JSONPath) in ``doc``; :class:`SourceError` otherwise."""
+def compile_checked(value_location: str) -> Any:
+    """The compiled JSONPath; :class:`SourceError` naming the problem if it is not one."""
     try:
-        path = compile_path(value_location)
+        return compile_path(value_location)
     except Exception as e:  # jsonpath-ng raises assorted lexer/parser errors (and sometimes plain Exception)
         raise SourceError(f"invalid valueLocation {value_location!r}: {e}") from None
+
+
+def extract_value(doc: Any, value_location: str) -> float:
+    """The single number at ``value_location`` (JSONPath) in ``doc``; :class:`SourceError` otherwise."""
+    path = compile_checked(value_location)
     try:
         matches = path.find(doc)
     except Exception as e:  # e.g. a filter comparing incompatible types
@@ -95,14 +100,35 @@ def describe(config: Config) -> str:
     return f"http {redact_url(url)}" if isinstance(url, str) and url else "http"
 
 
-async def read(metric: Mapping[str, Any], config: Config, ctx: SourceContext) -> float:
-    cfg = parse_config(config)
-    headers = {"Accept": "application/json", **cfg.headers}
-    async with ctx.http.get(cfg.url, headers=headers) as response:
-        body = await read_body(response)
+class HttpScaler(Scaler[HttpConfig]):
+    """``GET url``, one number at ``valueLocation``: a total for the workload (KEDA's metrics-api)."""
+
+    type = "http"
+    meaning = Meaning.TOTAL
+
+    def __init__(self) -> None:
+        self.client = fetch.HttpClient()
+
+    def parse(self, config: Config, target_type: str | None) -> HttpConfig:
+        parsed = parse_config(config)
+        compile_checked(parsed.value_location)
+        return parsed
+
+    def describe(self, config: Config) -> str:
+        return describe(config)
+
+    async def read(self, config: HttpConfig, ctx: SourceContext) -> float:
+        headers = {"Accept": "application/json", **config.headers}
+        response = await self.client.get(config.url, headers=headers)
         if not 200 <= response.status < 300:
-            raise http_status_error(response.status, response.reason, body)
-    return extract_value(parse_document(body), cfg.value_location)
+            raise fetch.http_status_error(response.status, response.reason, response.body)
+        return extract_value(parse_document(response.body), config.value_location)
+
+    async def open(self) -> None:
+        await self.client.open()
+
+    async def close(self) -> None:
+        await self.client.close()
 
 
-SOURCE = Source(describe=describe, read=read)
+SCALER = HttpScaler()

@@ -12,13 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kopfscale.scaledapp.sources import fetch
 from kopfscale.scaledapp.sources.base import (
     Config,
-    Source,
+    Meaning,
+    Scaler,
     SourceContext,
     SourceError,
     http_url,
-    read_body,
     redact_url,
     required_str,
     to_number,
@@ -128,15 +129,34 @@ def describe(config: Config) -> str:
     return f"prometheus {redact_url(address)}" if isinstance(address, str) and address else "prometheus"
 
 
-async def read(metric: Mapping[str, Any], config: Config, ctx: SourceContext) -> float:
-    cfg = parse_config(config)
-    async with ctx.http.get(
-        query_url(cfg.server_address),
-        params={"query": cfg.query},
-        headers={"Accept": "application/json"},
-    ) as response:
-        body = await read_body(response)
-        return parse_response(response.status, body, ignore_null_values=cfg.ignore_null_values)
+class PrometheusScaler(Scaler[PrometheusConfig]):
+    """An instant query yielding one number: a total for the workload (KEDA's prometheus scaler)."""
+
+    type = "prometheus"
+    meaning = Meaning.TOTAL
+
+    def __init__(self) -> None:
+        self.client = fetch.HttpClient()
+
+    def parse(self, config: Config, target_type: str | None) -> PrometheusConfig:
+        return parse_config(config)
+
+    def describe(self, config: Config) -> str:
+        return describe(config)
+
+    async def read(self, config: PrometheusConfig, ctx: SourceContext) -> float:
+        response = await self.client.get(
+            query_url(config.server_address),
+            params={"query": config.query},
+            headers={"Accept": "application/json"},
+        )
+        return parse_response(response.status, response.body, ignore_null_values=config.ignore_null_values)
+
+    async def open(self) -> None:
+        await self.client.open()
+
+    async def close(self) -> None:
+        await self.client.close()
 
 
-SOURCE = Source(describe=describe, read=read)
+SCALER = PrometheusScaler()

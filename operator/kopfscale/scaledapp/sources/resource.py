@@ -24,7 +24,7 @@ import kubernetes
 import urllib3
 
 from kopfscale import kube
-from kopfscale.scaledapp.sources.base import Config, Source, SourceContext, SourceError, timeout_of
+from kopfscale.scaledapp.sources.base import Config, Meaning, Scaler, SourceContext, SourceError, timeout_of
 
 RESOURCES = ("cpu", "memory")
 TARGET_TYPES = ("Utilization", "AverageValue")
@@ -37,16 +37,17 @@ _parse_quantity = cast(Callable[[str | int | float], decimal.Decimal], kubernete
 class ResourceConfig:
     resource: str  # cpu | memory
     target_type: str  # Utilization | AverageValue
+    timeout: float = 3.0  # seconds: the client-side timeout of the API calls
 
 
-def parse_config(config: Config, target: Any) -> ResourceConfig:
+def parse_config(config: Config, target: Any, timeout: float = 3.0) -> ResourceConfig:
     resource = config.get("name")
     if resource not in RESOURCES:
         raise SourceError(f"name must be one of {', '.join(RESOURCES)}, got {resource!r}")
-    target_type = target.get("type") if isinstance(target, Mapping) else None
+    target_type = target.get("type") if isinstance(target, Mapping) else target
     if target_type not in TARGET_TYPES:
         raise SourceError(f"target.type must be one of {', '.join(TARGET_TYPES)}, got {target_type!r}")
-    return ResourceConfig(resource=resource, target_type=target_type)
+    return ResourceConfig(resource=resource, target_type=target_type, timeout=timeout)
 
 
 def parse_quantity(raw: Any, where: str) -> decimal.Decimal:
@@ -175,13 +176,29 @@ def describe(config: Config) -> str:
     return f"resource {name}" if isinstance(name, str) else "resource"
 
 
-async def read(metric: Mapping[str, Any], config: Config, ctx: SourceContext) -> float:
-    cfg = parse_config(config, metric.get("target"))
+class ResourceScaler(Scaler[ResourceConfig]):
+    """CPU or memory of the workload's pods, averaged over them (an HPA Resource metric)."""
+
+    type = "resource"
+    meaning = Meaning.PER_POD
+
+    def parse(self, config: Config, target_type: str | None) -> ResourceConfig:
+        return parse_config(config, target_type, timeout_of(config))
+
+    def describe(self, config: Config) -> str:
+        return describe(config)
+
+    async def read(self, config: ResourceConfig, ctx: SourceContext) -> float:
+        return await read_pods(config, ctx)
+
+
+async def read_pods(cfg: ResourceConfig, ctx: SourceContext) -> float:
+    """List the workload's PodMetrics and Pods (in threads: the official client is sync), then compute."""
     if not ctx.pod_selector:
         raise SourceError("the workload has no pod selector to find its pods by")
     # read_metric() enforces the timeout on the await; the client-side timeout makes the worker
     # threads give up too (after urllib3's retries) instead of lingering on a hung connection.
-    thread_timeout = timeout_of(config)
+    thread_timeout = cfg.timeout
     try:
         metrics_doc, pods_doc = await asyncio.gather(
             asyncio.to_thread(_list_pod_metrics, ctx.namespace, ctx.pod_selector, thread_timeout),
@@ -202,4 +219,4 @@ async def read(metric: Mapping[str, Any], config: Config, ctx: SourceContext) ->
     )
 
 
-SOURCE = Source(describe=describe, read=read)
+SCALER = ResourceScaler()

@@ -1,21 +1,22 @@
-"""One autoscaling round of the controller, with the API and the metric sources faked."""
+"""One autoscaling round, with the Kubernetes API injected as a fake and the metric sources faked."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 import kopf
 import pytest
 
-from kopfscale.scaledapp import handlers, workload
+from kopfscale.scaledapp import autoscaler, deployment
 from kopfscale.scaledapp.sources import MetricReading, SourceContext
 from kopfscale.scaledapp.workload import ScaleState, ScaleTarget, TargetError
 
 
 class Fake:
+    """The autoscaler's Api, faked: it counts scale and status writes and records events."""
+
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.replicas = 1
         self.values: dict[str, float | str] = {"load": 5}
@@ -23,46 +24,43 @@ class Fake:
         self.scaled: list[int] = []
         self.status_patches: list[dict[str, Any]] = []
         self.events: list[tuple[str, str, str]] = []
-        target = ScaleTarget("apps", "v1", "deployments", "Deployment", "web", "ns")
+        self.target = ScaleTarget("apps", "v1", "deployments", "Deployment", "web", "ns")
 
-        def target_of(*_: Any) -> ScaleTarget:
-            if self.target_error:
-                raise self.target_error
-            return target
+        async def read_metric(name: str, source: Any, ctx: SourceContext) -> MetricReading:
+            value = self.values[name]
+            return MetricReading(name, error=value) if isinstance(value, str) else MetricReading(name, value)
 
-        def patch_scale(_: ScaleTarget, n: int) -> ScaleState:
-            self.scaled.append(n)
-            self.replicas = n
-            return ScaleState(n, n, "app=web")
+        # The metric sources are the one thing still patched: they are not Kubernetes.
+        monkeypatch.setattr(autoscaler.sources, "read", read_metric)
 
-        async def read_metric(spec: Mapping[str, Any], ctx: SourceContext) -> MetricReading:
-            value = self.values[spec["name"]]
-            return (
-                MetricReading(spec["name"], error=value)
-                if isinstance(value, str)
-                else MetricReading(spec["name"], value)
-            )
+    def _scale(self) -> ScaleState:
+        if self.target_error:
+            raise self.target_error
+        return ScaleState(self.replicas, self.replicas, "app=web")
 
-        monkeypatch.setattr(workload, "target_of", target_of)
-        monkeypatch.setattr(
-            workload, "read_scale", lambda _: ScaleState(self.replicas, self.replicas, "app=web")
-        )
-        monkeypatch.setattr(
-            workload,
-            "ensure_deployment",
-            lambda manifest, uid: ("unchanged", ScaleState(self.replicas, self.replicas, "app=web")),
-        )
-        monkeypatch.setattr(workload, "patch_scale", patch_scale)
-        monkeypatch.setattr(
-            workload, "patch_status", lambda name, ns, patch: self.status_patches.append(patch)
-        )
-        monkeypatch.setattr(handlers, "read_metric", read_metric)
-        monkeypatch.setattr(
-            kopf, "info", lambda body, reason, message: self.events.append(("Normal", reason, message))
-        )
-        monkeypatch.setattr(
-            kopf, "warn", lambda body, reason, message: self.events.append(("Warning", reason, message))
-        )
+    def find_target(self, spec: Any, name: str, namespace: str) -> ScaleTarget:
+        self._scale()
+        return self.target
+
+    def read_scale(self, target: ScaleTarget) -> ScaleState:
+        return self._scale()
+
+    def ensure_deployment(self, manifest: Any, owner_uid: str) -> tuple[str, ScaleState]:
+        return "unchanged", self._scale()
+
+    def patch_scale(self, target: ScaleTarget, n: int) -> ScaleState:
+        self.scaled.append(n)
+        self.replicas = n
+        return ScaleState(n, n, "app=web")
+
+    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self.status_patches.append(patch)
+
+    def post_event(self, body: kopf.Body, type_: str, reason: str, message: str) -> None:
+        self.events.append((type_, reason, message))
+
+    def loop(self, body: kopf.Body) -> autoscaler.Autoscaler:
+        return autoscaler.Autoscaler(body, logging.getLogger("test"), self)
 
 
 def body(**spec: Any) -> kopf.Body:
@@ -95,13 +93,13 @@ def body(**spec: Any) -> kopf.Body:
     return kopf.Body(raw)
 
 
-def tick(loop: handlers.Autoscaler) -> float:
+def tick(loop: autoscaler.Autoscaler) -> float:
     return asyncio.run(loop.tick())
 
 
 def test_a_round_scales_reports_and_only_writes_changes(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = Fake(monkeypatch)
-    loop = handlers.Autoscaler(body(), http=object(), logger=logging.getLogger("test"))  # type: ignore[arg-type]
+    loop = fake.loop(body())
     assert tick(loop) == 1.0
     assert fake.scaled == [] and len(fake.status_patches) == 1
     status = (
@@ -140,7 +138,7 @@ def test_a_round_scales_reports_and_only_writes_changes(monkeypatch: pytest.Monk
 def test_an_unusable_target_is_not_ready_and_backs_off(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = Fake(monkeypatch)
     fake.target_error = TargetError("TargetNotFound", "Deployment/web does not exist in namespace ns")
-    loop = handlers.Autoscaler(body(), http=object(), logger=logging.getLogger("test"))  # type: ignore[arg-type]
+    loop = fake.loop(body())
     assert [tick(loop) for _ in range(4)] == [1.0, 2.0, 4.0, 8.0]
     ready = next(c for c in fake.status_patches[0]["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "TargetNotFound")
@@ -154,7 +152,7 @@ def test_an_unusable_target_is_not_ready_and_backs_off(monkeypatch: pytest.Monke
 def test_observe_mode_never_scales_but_tells(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = Fake(monkeypatch)
     fake.values["load"] = 50
-    loop = handlers.Autoscaler(body(mode="Observe"), http=object(), logger=logging.getLogger("test"))  # type: ignore[arg-type]
+    loop = fake.loop(body(mode="Observe"))
     tick(loop)
     tick(loop)
     assert fake.scaled == []
@@ -166,9 +164,9 @@ def _owned(template_hash: str, **changes: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "metadata": {
             "ownerReferences": [{"uid": "sa-uid"}],
-            "annotations": {workload.TEMPLATE_HASH_ANNOTATION: template_hash},
+            "annotations": {deployment.TEMPLATE_HASH_ANNOTATION: template_hash},
         },
-        "spec": {"replicas": 3, "selector": {"matchLabels": {workload.SCALEDAPP_LABEL: "web"}}},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {deployment.SCALEDAPP_LABEL: "web"}}},
         "status": {"replicas": 2},
     }
     body["metadata"].update(changes)
@@ -176,18 +174,18 @@ def _owned(template_hash: str, **changes: Any) -> dict[str, Any]:
 
 
 def test_a_settled_deployment_is_read_from_the_watch_and_anything_else_from_the_apiserver() -> None:
-    manifest = workload.deployment_manifest("web", "ns", {"spec": {"containers": []}}, 1)
-    wanted = manifest["metadata"]["annotations"][workload.TEMPLATE_HASH_ANNOTATION]
-    state = workload.indexed_state(workload.trim_deployment(_owned(wanted)), manifest, "sa-uid")
-    assert state == ScaleState(replicas=3, status_replicas=2, selector=f"{workload.SCALEDAPP_LABEL}=web")
-    # Unknown, out of date, foreign or going away: the apiserver decides (ensure_deployment).
-    assert workload.indexed_state(None, manifest, "sa-uid") is None
+    manifest = deployment.deployment_manifest("web", "ns", {"spec": {"containers": []}}, 1)
+    wanted = manifest["metadata"]["annotations"][deployment.TEMPLATE_HASH_ANNOTATION]
+    state = deployment.indexed_state(deployment.trim_deployment(_owned(wanted)), manifest, "sa-uid")
+    assert state == ScaleState(replicas=3, status_replicas=2, selector=f"{deployment.SCALEDAPP_LABEL}=web")
+    # Unknown, out of date, foreign or going away: the apiserver decides (Api.ensure_deployment).
+    assert deployment.indexed_state(None, manifest, "sa-uid") is None
     for body in (
         _owned("stale-hash"),
         _owned(wanted, ownerReferences=[{"uid": "someone-else"}]),
         _owned(wanted, deletionTimestamp="2026-11-26T00:00:00Z"),
     ):
-        assert workload.indexed_state(workload.trim_deployment(body), manifest, "sa-uid") is None
+        assert deployment.indexed_state(deployment.trim_deployment(body), manifest, "sa-uid") is None
 
 
 class _Stopper:
@@ -218,7 +216,7 @@ class _Rounds:
 def test_rounds_wait_for_the_interval_but_a_spec_change_or_a_stop_ends_the_wait_at_once() -> None:
     async def scenario() -> None:
         rounds, stopper, wake = _Rounds(), _Stopper(), asyncio.Event()
-        task = asyncio.create_task(handlers._run(rounds, stopper, wake, logging.getLogger("t")))  # type: ignore[arg-type]
+        task = asyncio.create_task(autoscaler.run(rounds, stopper, wake, logging.getLogger("t")))  # type: ignore[arg-type]
         await asyncio.sleep(0.2)
         assert rounds.count == 1  # the next round is 30 s away
         wake.set()  # what wake_autoscaler does on a spec change

@@ -1,0 +1,366 @@
+"""One ScaledApp's autoscaling loop: every round observes, decides, acts and reports.
+
+- **observe**: the workload's ``/scale`` (the owned Deployment from the watch when it is settled,
+  else from the apiserver, creating or updating it if need be) and every metric, concurrently;
+- **decide**: the pure policy (:mod:`policy`) on those numbers and the remembered history;
+- **act**: in mode ``Auto``, write ``/scale`` when the decision changes the count;
+- **report**: events for what users should see, the operator's metrics, and the status, patched
+  only when something in it changed.
+
+Kubernetes is reached only through :class:`Api` (the real one is :class:`api.KubeApi`), so a
+round is tested with a fake. Errors never escape a round: an unusable target is ``Ready=False``
+and is retried with backoff, a failing metric is a Warning event and its ``error`` in status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import kopf
+
+from kopfscale import metrics as operator_metrics
+from kopfscale.conditions import rfc3339, utcnow
+from kopfscale.scaledapp import deployment, policy, sources
+from kopfscale.scaledapp import status as st
+from kopfscale.scaledapp.history import History, parse_time
+from kopfscale.scaledapp.policy import Decision
+from kopfscale.scaledapp.sources import MetricReading, SourceContext
+from kopfscale.scaledapp.spec import ScaledAppSpec, SpecError, parse
+from kopfscale.scaledapp.workload import ApiException, ScaleState, ScaleTarget, TargetError
+
+BACKOFF_MAX = 60.0  # seconds between retries of an unusable target
+INVALID_SPEC_RETRY = 30.0
+
+
+class Api(Protocol):
+    """What a round needs of Kubernetes (synchronous calls; the loop runs them in threads)."""
+
+    def find_target(self, spec: ScaledAppSpec, name: str, namespace: str) -> ScaleTarget: ...
+    def read_scale(self, target: ScaleTarget) -> ScaleState: ...
+    def patch_scale(self, target: ScaleTarget, replicas: int) -> ScaleState: ...
+    def ensure_deployment(self, manifest: Mapping[str, Any], owner_uid: str) -> tuple[str, ScaleState]: ...
+    def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None: ...
+    def post_event(self, body: kopf.Body, type_: str, reason: str, message: str) -> None: ...
+
+
+def backoff(failures: int) -> float:
+    """Seconds before retrying after the ``failures``-th failure in a row: 1, 2, 4, … capped at a minute.
+
+    The one backoff of both controllers (the Greeter's retries and the ScaledApp's rounds).
+    """
+    return float(min(2 ** max(failures - 1, 0), BACKOFF_MAX))
+
+
+def announce_deployment(api: Api, body: kopf.Body, action: str, logger: kopf.Logger | logging.Logger) -> None:
+    """``DeploymentCreated`` / ``DeploymentUpdated``: once per write that really happened."""
+    if action != "unchanged":
+        message = f"Deployment/{body.meta['name']} {action}"
+        api.post_event(body, "Normal", f"Deployment{action.capitalize()}", message)
+        logger.info(message)
+
+
+@dataclass(frozen=True)
+class Observation:
+    target: ScaleTarget
+    scale: ScaleState
+    readings: list[MetricReading]
+
+
+class NotReady(Exception):
+    """The workload cannot be read or scaled this round; ``reason`` is a condition reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason, self.message = reason, message
+
+
+class Autoscaler:
+    """The state of one ScaledApp's loop, kept between rounds (and in status across restarts)."""
+
+    def __init__(
+        self,
+        body: kopf.Body,
+        logger: kopf.Logger | logging.Logger,
+        api: Api,
+        deployments: Mapping[Any, Any] | None = None,
+    ) -> None:
+        self.body = body
+        self.api = api
+        self.deployments = deployments
+        self.logger = logger
+        previous = body.get("status") or {}
+        self.history = History.from_status(previous.get("history"), utcnow())
+        self.last_scale_time: str | None = previous.get("lastScaleTime")
+        self.written: dict[str, Any] | None = None  # the status as we last wrote it
+        self.errors: dict[str, str] = {
+            m["name"]: m["error"] for m in previous.get("metrics") or [] if m.get("error")
+        }
+        self.observed_desired: int | None = None
+        self.failed_rounds = 0
+        # The parsed spec and the Deployment it asks for, per generation: both are pure
+        # functions of the spec, and rebuilding the manifest (copy + hash) every round showed.
+        self._parsed: tuple[Any, ScaledAppSpec, dict[str, Any] | None] | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.body.meta["name"])
+
+    @property
+    def namespace(self) -> str:
+        return str(self.body.meta["namespace"])
+
+    def parsed(self, generation: Any) -> tuple[ScaledAppSpec, dict[str, Any] | None]:
+        """The spec of ``generation`` and its owned Deployment manifest; SpecError if invalid."""
+        if self._parsed is None or self._parsed[0] != generation:
+            spec = parse(self.body.get("spec") or {})
+            manifest = deployment.owned_deployment(self.body, spec) if spec.template is not None else None
+            self._parsed = (generation, spec, manifest)
+        return self._parsed[1], self._parsed[2]
+
+    def backoff(self) -> float:
+        self.failed_rounds += 1
+        return backoff(self.failed_rounds)
+
+    async def tick(self) -> float:
+        """One round; the seconds until the next one."""
+        now = utcnow()
+        generation = self.body.meta.get("generation")
+        try:
+            spec, manifest = self.parsed(generation)
+        except SpecError as e:
+            await self.write(
+                now, generation, [st.ready_condition(False, "InvalidSpec", str(e), generation, now)], {}
+            )
+            return INVALID_SPEC_RETRY
+        try:
+            seen = await self.observe(spec, manifest)
+        except NotReady as e:
+            await self.not_ready(now, generation, e.reason, e.message)
+            return self.backoff()
+        decision = self.decide(spec, seen, now)
+        try:
+            replicas = await self.act(spec, seen, decision, now)
+        except NotReady as e:
+            await self.not_ready(now, generation, e.reason, e.message)
+            return self.backoff()
+        self.failed_rounds = 0
+        await self.report(spec, seen, decision, replicas, generation, now)
+        return float(spec.polling_interval)
+
+    # --- observe -------------------------------------------------------------------------------
+    async def observe(self, spec: ScaledAppSpec, manifest: dict[str, Any] | None) -> Observation:
+        target, scale = await self.workload(spec, manifest)
+        ctx = SourceContext(
+            namespace=self.namespace, pod_selector=scale.selector, now=utcnow, scaledapp=self.name
+        )
+        readings = list(await asyncio.gather(*(sources.read(m.name, m.source, ctx) for m in spec.metrics)))
+        for metric, reading in zip(spec.metrics, readings, strict=True):
+            if reading.error is not None:
+                operator_metrics.record_source_error(self.namespace, self.name, metric.type)
+        return Observation(target, scale, readings)
+
+    async def workload(
+        self, spec: ScaledAppSpec, manifest: dict[str, Any] | None
+    ) -> tuple[ScaleTarget, ScaleState]:
+        """The scale target and its scale now. A Deployment this ScaledApp does not own is never
+        scaled (``DeploymentConflict``); an owned one deleted by someone is recreated."""
+        try:
+            if manifest is None:
+                target = await self.call(self.api.find_target, spec, self.name, self.namespace)
+                return target, await self.call(self.api.read_scale, target)
+            target = ScaleTarget("apps", "v1", "deployments", "Deployment", self.name, self.namespace)
+            uid = str(self.body.meta["uid"])
+            known = deployment.indexed_state(self.indexed_deployment(), manifest, uid)
+            if known is not None:
+                return target, known
+            action, scale = await self.call(self.api.ensure_deployment, manifest, uid)
+            announce_deployment(self.api, self.body, action, self.logger)
+            return target, scale
+        except TargetError as e:
+            raise NotReady(e.reason, e.message) from None
+        except ApiException as e:
+            raise NotReady("ApiError", f"reading the workload failed: {e.status} {e.reason}") from None
+
+    def indexed_deployment(self) -> dict[str, Any] | None:
+        index = self.deployments
+        key = (self.namespace, self.name)
+        if index is None or key not in index:
+            return None
+        values = list(index[key])
+        return dict(values[0]) if values else None
+
+    # --- decide --------------------------------------------------------------------------------
+    def decide(self, spec: ScaledAppSpec, seen: Observation, now: datetime.datetime) -> Decision:
+        created = parse_time(self.body.meta.get("creationTimestamp"))
+        decision = policy.decide(
+            spec, seen.scale.replicas, seen.readings, self.history, now=now, created=created
+        )
+        operator_metrics.record_decision(
+            self.namespace, self.name, seen.scale.replicas, decision.desired, spec.mode
+        )
+        return decision
+
+    # --- act -----------------------------------------------------------------------------------
+    async def act(self, spec: ScaledAppSpec, seen: Observation, d: Decision, now: datetime.datetime) -> int:
+        """Scale (mode Auto) when the count changes; the replica count the workload has now."""
+        target = seen.target
+        if spec.mode == "Auto" and d.desired != d.current:
+            try:
+                await self.call(self.api.patch_scale, target, d.desired)
+            except (TargetError, ApiException) as e:
+                message = e.message if isinstance(e, TargetError) else f"{e.status} {e.reason}"
+                self.api.post_event(
+                    self.body, "Warning", "ScaleFailed", f"scaling {target} to {d.desired}: {message}"
+                )
+                self.history = d.history
+                raise NotReady("ScaleFailed", f"scaling {target} failed: {message}") from None
+            self.history = policy.record_scaling(d, spec, now)
+            self.last_scale_time = rfc3339(now)
+            self.announce(d, str(target), "ScaledUp", "ScaledDown")
+            return d.desired
+        if spec.mode == "Observe" and d.desired not in (d.current, self.observed_desired):
+            self.announce(d, str(target), "WouldScaleUp", "WouldScaleDown")
+        self.history = d.history
+        return d.current
+
+    # --- report --------------------------------------------------------------------------------
+    async def report(
+        self,
+        spec: ScaledAppSpec,
+        seen: Observation,
+        d: Decision,
+        replicas: int,
+        generation: int | None,
+        now: datetime.datetime,
+    ) -> None:
+        self.observed_desired = d.desired if d.desired != replicas else None
+        self.report_errors(d)
+        mode = "observing (mode: Observe, never scaling)" if spec.mode == "Observe" else "scaling"
+        ready = st.ready_condition(
+            True, "TargetScalable", f"{mode} {seen.target} every {spec.polling_interval}s", generation, now
+        )
+        fields = {
+            "target": str(seen.target),
+            "selector": seen.scale.selector,
+            "replicas": replicas,
+            "desiredReplicas": d.desired,
+            "lastScaleTime": self.last_scale_time,
+            "metrics": [st.metric_status(m) for m in d.metrics],
+            "lastDecision": st.decision_status(d),
+            "history": self.history.to_status(),
+        }
+        conditions = [ready, *st.decision_conditions(d, spec, generation, now)]
+        await self.write(now, generation, conditions, fields)
+
+    def announce(self, d: Decision, target: str, up: str, down: str) -> None:
+        reason = up if d.desired > d.current else down
+        driver = f" driven by {d.driver}" if d.driver else ""
+        message = f"{target} {d.current} -> {d.desired}{driver}: {d.explanation}"
+        self.api.post_event(self.body, "Normal", reason, message[:1000])
+        self.logger.info(f"{reason}: {message}")
+
+    def report_errors(self, d: Decision) -> None:
+        """A Warning event when a source starts failing (or fails differently); Normal when it is back."""
+        for m in d.metrics:
+            previous = self.errors.get(m.name)
+            if m.error is not None and m.error != previous:
+                self.api.post_event(
+                    self.body, "Warning", "MetricFailed", f"metric {m.name}: {m.error}"[:1000]
+                )
+                self.errors[m.name] = m.error
+            elif m.error is None and previous is not None:
+                self.api.post_event(
+                    self.body, "Normal", "MetricRecovered", f"metric {m.name} is readable again"
+                )
+                del self.errors[m.name]
+
+    async def not_ready(
+        self, now: datetime.datetime, generation: int | None, reason: str, message: str
+    ) -> None:
+        if (self.current_status().get("conditions") or []) == [] or self._ready_changed(reason, message):
+            self.logger.warning(f"Not ready: {reason}: {message}")
+        await self.write(now, generation, [st.ready_condition(False, reason, message, generation, now)], {})
+
+    def _ready_changed(self, reason: str, message: str) -> bool:
+        for c in self.current_status().get("conditions") or []:
+            if c.get("type") == st.READY:
+                return bool(c.get("reason") != reason or c.get("message") != message)
+        return True
+
+    def current_status(self) -> dict[str, Any]:
+        return self.written if self.written is not None else dict(self.body.get("status") or {})
+
+    async def write(
+        self,
+        now: datetime.datetime,
+        generation: int | None,
+        conditions: list[dict[str, Any]],
+        fields: Mapping[str, Any],
+    ) -> None:
+        previous = self.current_status()
+        new = st.compose(previous, generation=generation, now=now, conditions=conditions, fields=fields)
+        if not st.changed(previous, new):
+            return
+        try:
+            await self.call(self.api.patch_status, self.namespace, self.name, st.to_patch(previous, new))
+        except ApiException as e:
+            if e.status == 404:  # deleted meanwhile; the loop is being stopped
+                return
+            raise
+        self.written = new
+
+    @staticmethod
+    async def call(fn: Callable[..., Any], *args: Any) -> Any:
+        """A blocking API call, off the event loop."""
+        return await asyncio.to_thread(fn, *args)
+
+
+Rounds = Callable[[], Awaitable[float]]
+
+
+class Stopped(Protocol):
+    """kopf's ``DaemonStopped``: falsy until stopped, and awaitable."""
+
+    def __bool__(self) -> bool: ...
+    def wait(self) -> Awaitable[Any]: ...
+
+
+async def run(
+    loop: Autoscaler, stopped: Stopped, wake: asyncio.Event, logger: kopf.Logger | logging.Logger
+) -> None:
+    """Rounds every ``pollingInterval``, started at once by ``wake`` (a spec change) and ended by ``stopped``.
+
+    One waiter per wake-up: a thousand loops polling for spec changes every second cost a fifth
+    of a core.
+    """
+    clock = asyncio.get_running_loop()
+    stopping = asyncio.ensure_future(stopped.wait())
+    try:
+        while not stopped:
+            started = clock.time()
+            wake.clear()  # before the round reads the spec: a change during the round wakes the next
+            try:
+                delay = await loop.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # never let one bad round kill the loop; back off instead
+                logger.exception(f"Autoscaling round failed: {e}")
+                delay = loop.backoff()
+            if stopped or wake.is_set():
+                continue
+            woken = asyncio.ensure_future(wake.wait())
+            try:
+                await asyncio.wait(
+                    {stopping, woken},
+                    timeout=max(0.0, started + delay - clock.time()),  # rounds start every `delay` s
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                woken.cancel()
+    finally:
+        stopping.cancel()
