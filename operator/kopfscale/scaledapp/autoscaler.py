@@ -256,6 +256,7 @@ class Autoscaler:
         }
         conditions = [ready, *st.decision_conditions(d, spec, generation, now)]
         await self.write(now, generation, conditions, fields)
+        operator_metrics.record_round(self.namespace, self.name, spec, d, replicas, conditions)
 
     def announce(self, d: Decision, target: str, up: str, down: str) -> None:
         reason = up if d.desired > d.current else down
@@ -285,6 +286,7 @@ class Autoscaler:
         if (self.current_status().get("conditions") or []) == [] or self._ready_changed(reason, message):
             self.logger.warning(f"Not ready: {reason}: {message}")
         await self.write(now, generation, [st.ready_condition(False, reason, message, generation, now)], {})
+        operator_metrics.record_not_ready(self.namespace, self.name)
 
     def _ready_changed(self, reason: str, message: str) -> bool:
         for c in self.current_status().get("conditions") or []:
@@ -340,9 +342,11 @@ async def run(
     """
     clock = asyncio.get_running_loop()
     stopping = asyncio.ensure_future(stopped.wait())
+    due: float | None = None  # when this round should have started (None: the first, or woken)
     try:
         while not stopped:
             started = clock.time()
+            operator_metrics.record_lateness(started, due)
             wake.clear()  # before the round reads the spec: a change during the round wakes the next
             try:
                 delay = await loop.tick()
@@ -351,6 +355,7 @@ async def run(
             except Exception as e:  # never let one bad round kill the loop; back off instead
                 logger.exception(f"Autoscaling round failed: {e}")
                 delay = loop.backoff()
+            due = None if wake.is_set() else started + delay
             if stopped or wake.is_set():
                 continue
             woken = asyncio.ensure_future(wake.wait())
