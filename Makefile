@@ -10,7 +10,7 @@ CLUSTER_DIR := .cluster
 KUBECONFIG_LOCAL := $(abspath $(CLUSTER_DIR))/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: help dev test unit lint run cluster-up cluster-down controlplane bench bench-controlplane clean image image-test
+.PHONY: help dev test test-tools unit lint run cluster-up cluster-down controlplane bench bench-controlplane clean image image-test image-push chart-files
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,8 +26,16 @@ dev: $(VENV_STAMP) ## Create .venv and install kopfscale with its dev extra
 controlplane: ## Build (or reuse from ~/.cache/kopfscale) the local control-plane binaries
 	bash tools/controlplane/build.sh
 
-test: $(VENV_STAMP) controlplane ## Run the whole test suite (unit + integration on a local control plane)
+test: $(VENV_STAMP) controlplane test-tools ## Run the whole test suite (unit + integration on a local control plane)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-tools: ## Check the system tools the tests need (prometheus and promtool: Debian's prometheus package)
+	@missing=""; for tool in prometheus promtool openssl; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "make test needs:$$missing. Install Debian's packages: sudo apt-get install prometheus openssl" >&2; \
+		echo "(.ci/run installs them; the Prometheus source tests and the alert-rule tests run the real binaries)" >&2; \
+		exit 1; \
+	fi
 
 unit: $(VENV_STAMP) ## Run only the fast unit tests (no cluster)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
@@ -77,6 +85,12 @@ bench: $(VENV_STAMP) controlplane ## Benchmarks vs the naive baseline (~30 min; 
 
 bench-controlplane: $(VENV_STAMP) ## Benchmark the control plane: cold build time, start-to-ready, RSS per process
 	$(BIN)/python bench/controlplane.py
+
+CHART_DIR := deploy/helm/kopfscale
+chart-files: ## Copy crds/, deploy/crds/ and deploy/monitoring/rules.yaml into the chart (helm packages no symlinks); tests check the copies
+	cp crds/*.yaml deploy/crds/*.yaml $(CHART_DIR)/crds/
+	mkdir -p $(CHART_DIR)/files && cp deploy/monitoring/rules.yaml $(CHART_DIR)/files/rules.yaml
+	bash deploy/render.sh
 
 clean: cluster-down ## Remove the venv and local state (keeps the ~/.cache/kopfscale binaries)
 	rm -rf $(VENV) $(CLUSTER_DIR) .pytest_cache .mypy_cache .ruff_cache
