@@ -10,7 +10,7 @@ CLUSTER_DIR := .cluster
 KUBECONFIG_LOCAL := $(abspath $(CLUSTER_DIR))/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: help dev test test-tools unit lint run cluster-up cluster-down controlplane bench bench-controlplane clean image image-test image-push chart-files
+.PHONY: help dev test test-tools unit lint run cluster-up cluster-down controlplane bench bench-controlplane clean image image-test image-push manifests chart-files
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -97,6 +97,16 @@ clean: cluster-down ## Remove the venv and local state (keeps the ~/.cache/kopfs
 
 image: ## Build the operator image with buildah (local debootstrap base, vfs, chroot); prints size and time
 	bash tools/image/build.sh
+
+REGISTRY ?=
+TAG ?=
+image-push: ## Push the image make image built: make image-push REGISTRY=registry.example.com/team TAG=0.1.0 (buildah)
+	REGISTRY="$(REGISTRY)" TAG="$(TAG)" bash tools/image/push.sh
+
+manifests: ## Plain manifests for your image: make manifests REGISTRY=… TAG=… writes build/manifests/{kubernetes,namespaced}/
+	@test -n "$(REGISTRY)" -a -n "$(TAG)" || { echo "usage: make manifests REGISTRY=<host[/path]> TAG=<tag>" >&2; exit 2; }
+	KOPFSCALE_RENDER_OUT=build/manifests KOPFSCALE_IMAGE_REPOSITORY="$(patsubst %/,%,$(REGISTRY))/kopfscale" \
+		KOPFSCALE_IMAGE_TAG="$(TAG)" bash deploy/render.sh
 
 image-test: $(VENV_STAMP) controlplane ## Run the built image (podman) on a local control plane: it must reconcile a Greeter
 	$(BIN)/python -m pytest -p tests.conftest tools/image/test_image.py $(PYTEST_ARGS)
