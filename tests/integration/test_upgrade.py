@@ -92,8 +92,9 @@ def objects(namespace: str) -> list[dict[str, Any]]:
         return {"apiVersion": "kopfscale.dev/v1", "kind": "Greeter", "metadata": {"name": name},
                 "spec": {"message": f"Hello from {name}", "replicas": replicas}}  # fmt: skip
 
-    always = {"name": "always", "type": "cron",
-              "cron": {"timezone": "UTC", "start": "0 0 * * *", "end": "59 23 * * *", "desiredReplicas": 2}}  # fmt: skip
+    # Open all year: it opens every minute and closes only at the first minute of January 1st.
+    window = {"timezone": "UTC", "start": "* * * * *", "end": "0 0 1 1 *", "desiredReplicas": 2}
+    always = {"name": "always", "type": "cron", "cron": window}
     on_greeter = {
         "apiVersion": "kopfscale.dev/v1", "kind": "ScaledApp", "metadata": {"name": "scale-hello"},
         "spec": {"scaleTargetRef": {"apiVersion": "kopfscale.dev/v1", "kind": "Greeter", "name": "hello"},
