@@ -1,10 +1,12 @@
-"""Wait at startup until kopfscale's CRDs are Established, instead of logging API errors.
+"""Wait at startup until kopfscale's CRDs are Established and served, instead of logging API errors.
 
 Started right after ``kubectl apply -f crds/`` (``make run``, a fresh install), kopf's watches
 would hit a resource the apiserver does not serve yet and log ``429 storage is
 (re)initializing`` or 404 errors with backoff. kopf runs startup handlers before it starts any
-watch, so one startup handler that waits for the ``Established`` condition turns that into one
-clear INFO line ("waiting for ... to be installed/established").
+watch, so one startup handler that waits turns that into one clear INFO line ("waiting for ...
+to be installed/established/served"). ``Established`` alone is not enough: the apiserver's
+storage (watch cache) for a new CRD answers 429 for a moment after it, so the wait ends with one
+successful list of each resource, the request kopf's watches start with.
 
 The CRDs are read with ``list`` and a name field selector: the chart's ClusterRole grants
 ``list, watch`` on CRDs (kopf's scanning needs those), not ``get``. A namespaced install (a Role,
@@ -50,6 +52,30 @@ def pending(names: Iterable[str], found: Mapping[str, Mapping[str, Any]]) -> dic
     return result
 
 
+def resource_of(crd: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(group, served storage version, plural) of a CRD."""
+    spec = crd["spec"]
+    versions = [v for v in spec["versions"] if v.get("served")]
+    version = next((v for v in versions if v.get("storage")), versions[0])
+    return str(spec["group"]), str(version["name"]), str(spec["names"]["plural"])
+
+
+def unserved(found: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """The CRDs whose resources cannot be listed yet, with why (blocking)."""
+    api = kube.custom_objects()
+    result = {}
+    for name, crd in found.items():
+        group, version, plural = resource_of(crd)
+        try:
+            # A plain list, as kopf's first one: served by the same watch cache that answers 429.
+            api.list_cluster_custom_object(group, version, plural, _request_timeout=30)
+        except ApiException as e:
+            if e.status in (401, 403):  # a namespaced install: nothing cluster-wide to list
+                continue
+            result[name] = f"not served yet ({e.status} {e.reason})"
+    return result
+
+
 def read_crds(names: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The named CRDs that exist, as dicts (one list call per name; blocking)."""
     api = kubernetes.client.ApiextensionsV1Api(kube.api_client())
@@ -81,10 +107,10 @@ async def wait_for_crds(
                 return False
             text = f"Cannot read the CRDs yet ({e.status} {e.reason}); retrying."
         else:
-            waiting = pending(names, found)
+            waiting = pending(names, found) or await asyncio.to_thread(unserved, found)
             if not waiting:
                 if last_said:
-                    logger.info(f"The CRDs are established: {', '.join(names)}.")
+                    logger.info(f"The CRDs are established and served: {', '.join(names)}.")
                 return True
             text = "Waiting for the CRDs: " + "; ".join(f"{n} {why}" for n, why in waiting.items())
             if "not installed" in text:

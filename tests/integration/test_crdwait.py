@@ -68,5 +68,5 @@ def test_waits_until_a_crd_is_installed_and_established(
     assert caplog.messages[0] == (
         f"Waiting for the CRDs: {name} not installed (install them: kubectl apply --server-side -f crds/)"
     )
-    assert caplog.messages[-1] == f"The CRDs are established: {name}."
+    assert caplog.messages[-1] == f"The CRDs are established and served: {name}."
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -32,3 +32,17 @@ def test_pending_says_why() -> None:
 
 def test_the_operator_waits_for_both_crds() -> None:
     assert crdwait.CRDS == ("greeters.kopfscale.dev", "scaledapps.kopfscale.dev")
+
+
+def test_the_resource_is_the_served_storage_version() -> None:
+    crd = {
+        "spec": {
+            "group": "x.dev",
+            "names": {"plural": "things"},
+            "versions": [
+                {"name": "v1beta1", "served": True},
+                {"name": "v1", "served": True, "storage": True},
+            ],
+        }
+    }
+    assert crdwait.resource_of(crd) == ("x.dev", "v1", "things")
