@@ -3,6 +3,9 @@
 # Two stages: `build` makes a virtual environment with kopfscale and its runtime dependencies;
 # the final stage is the same base with only that environment copied in: no compilers, no pip,
 # no caches. It runs as a fixed non-root UID (10001), which the Helm chart and deploy/ also set.
+# The build context is pyproject.toml, README.md and operator/ only (.dockerignore): the image holds
+# the operator (kopfscale) and the greeting server (kopfscale_greeting), never the local control
+# plane (tools/devcluster) or tests (tests/unit/test_packaging.py checks the wheel).
 #
 # Build with any OCI builder; on machines without a registry or a Docker engine, see
 # tools/image/build.sh (buildah, a locally made base image passed as BASE_IMAGE).

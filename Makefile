@@ -15,13 +15,14 @@ PYTEST_ARGS ?=
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(VENV_STAMP): pyproject.toml
+$(VENV_STAMP): pyproject.toml tools/devcluster/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e tools/devcluster
 	touch $@
 
-dev: $(VENV_STAMP) ## Create .venv and install kopfscale with its dev extra
+dev: $(VENV_STAMP) ## Create .venv: kopfscale with its dev extra, and the local control plane (tools/devcluster)
 
 controlplane: ## Build (or reuse from ~/.cache/kopfscale) the local control-plane binaries
 	bash tools/controlplane/build.sh
@@ -41,8 +42,8 @@ unit: $(VENV_STAMP) ## Run only the fast unit tests (no cluster)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 lint: $(VENV_STAMP) ## ruff and mypy
-	$(BIN)/ruff check operator tests bench
-	$(BIN)/ruff format --check operator tests bench
+	$(BIN)/ruff check operator tools/devcluster tests bench
+	$(BIN)/ruff format --check operator tools/devcluster tests bench
 	$(BIN)/mypy
 
 # make run: which cluster (local: the local control plane in .cluster/, started or reused;

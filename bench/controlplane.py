@@ -11,8 +11,8 @@ import statistics
 import time
 from pathlib import Path
 
-from kopfscale.devcluster import LocalCluster
-from kopfscale.devcluster.binaries import cache_root, ensure_built, pinned_versions
+from kopfscale_devcluster import LocalCluster
+from kopfscale_devcluster.binaries import cache_root, ensure_built, pinned_versions
 
 
 def rss_mib(pid: int) -> float:

@@ -20,7 +20,7 @@ import aiohttp
 from bench import common
 from bench.common import Api, custom_path
 from bench.proxy import READ_VERBS, WRITE_VERBS
-from kopfscale.devcluster import LocalCluster
+from kopfscale_devcluster import LocalCluster
 
 BIN = Path(sys.executable).parent
 

@@ -22,8 +22,8 @@ import pytest
 from kopf.testing import KopfRunner
 
 from kopfscale import kube
-from kopfscale.devcluster import LocalCluster
-from kopfscale.devcluster.binaries import REPO_ROOT, locate
+from kopfscale_devcluster import LocalCluster
+from kopfscale_devcluster.binaries import REPO_ROOT, locate
 
 from .helpers import wait_for
 

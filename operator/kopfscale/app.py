@@ -1,7 +1,13 @@
-"""The operator: every kopf handler kopfscale registers, plus its kopf settings.
+"""The composition root: the controllers, what they share, and kopf's settings, wired in one place.
 
-``kopfscale run`` and ``kopf run -m kopfscale.app`` both load this module, so the settings
-below apply however the operator is started (CLI, tests with KopfRunner, the container).
+``kopfscale run`` and ``kopf run -m kopfscale.app`` both load this module, so what is below
+applies however the operator is started (CLI, tests with KopfRunner, the container):
+
+- the Greeter and ScaledApp controllers register their handlers when imported (kopf's way);
+- at startup, :func:`wire` reads the operator's settings once and builds the one API transport
+  and each controller's API on it, and hands each controller its ``Wiring`` through kopf's
+  ``memo`` (every handler is given the memo);
+- :func:`configure` sets kopf's own settings (storage, events, watches, workers, retries).
 """
 
 from __future__ import annotations
@@ -14,12 +20,15 @@ from typing import Any
 
 import kopf
 
-from kopfscale import GROUP
+from kopfscale import GROUP, kube
 from kopfscale import crdwait as _crdwait  # noqa: F401  (first startup handler: CRDs Established)
 from kopfscale import metrics as _metrics  # noqa: F401  (/metrics endpoint + handler timing)
 from kopfscale import peering as _peering  # noqa: F401  (creates kopf's peering object if missing)
-from kopfscale.greeter import handlers as _greeter_handlers  # noqa: F401  (registers handlers)
-from kopfscale.scaledapp import handlers as _scaledapp_handlers  # noqa: F401  (registers handlers)
+from kopfscale import settings as operator_settings
+from kopfscale.greeter import handlers as greeter_handlers  # registers the Greeter handlers
+from kopfscale.greeter.reconcile import KubeApi as GreeterApi
+from kopfscale.scaledapp import handlers as scaledapp_handlers  # registers the ScaledApp handlers
+from kopfscale.scaledapp.api import KubeApi as ScaledAppApi
 
 
 @kopf.on.login()
@@ -43,6 +52,16 @@ async def widen_thread_pool(**_: Any) -> None:
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="kopfscale-io")
     )
+
+
+@kopf.on.startup()
+def wire(memo: kopf.Memo, **_: Any) -> None:
+    """Settings read once, one transport, each controller's API on it: given to every handler."""
+    transport = kube.transport()
+    memo[greeter_handlers.MEMO_KEY] = greeter_handlers.Wiring(
+        api=GreeterApi(transport), settings=operator_settings.load()
+    )
+    memo[scaledapp_handlers.MEMO_KEY] = scaledapp_handlers.Wiring(api=ScaledAppApi(transport))
 
 
 @kopf.on.startup()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import sys
+from types import ModuleType
 
 import click
 import kopf
@@ -130,7 +132,7 @@ def run(
 @click.option("--host", envvar="GREETER_HOST", default="0.0.0.0", show_default=True)
 def greet(message: str, port: int, host: str) -> None:
     """Serve the greeting over HTTP: GET / (text or JSON) and GET /healthz."""
-    from kopfscale.greeter.server import serve
+    from kopfscale_greeting.server import serve
 
     serve(message=message, host=host, port=port)
 
@@ -140,31 +142,42 @@ def cluster() -> None:
     """The local development control plane (etcd, kube-apiserver, ..., kwok)."""
 
 
+DEVCLUSTER_MISSING = (
+    "kopfscale cluster: a development command; the local control plane (kopfscale_devcluster) "
+    "is not installed here: run it from a source checkout after `make dev`"
+)
+
+
+def _devcluster() -> ModuleType:
+    """The dev-only package behind ``kopfscale cluster``: a source checkout has it, the image has not."""
+    try:
+        return importlib.import_module("kopfscale_devcluster.cli")
+    except ModuleNotFoundError as e:
+        if e.name is None or not e.name.startswith("kopfscale_devcluster"):
+            raise
+        click.echo(DEVCLUSTER_MISSING, err=True)
+        sys.exit(2)
+
+
 @cluster.command("up")
 @click.option("--state-dir", default=".cluster", show_default=True)
 def cluster_up(state_dir: str) -> None:
     """Start it in the background and print the KUBECONFIG export line."""
-    from kopfscale.devcluster import cli as devcli
-
-    sys.exit(devcli.up(state_dir))
+    sys.exit(_devcluster().up(state_dir))
 
 
 @cluster.command("down")
 @click.option("--state-dir", default=".cluster", show_default=True)
 def cluster_down(state_dir: str) -> None:
     """Stop it and every process it started."""
-    from kopfscale.devcluster import cli as devcli
-
-    sys.exit(devcli.down(state_dir))
+    sys.exit(_devcluster().down(state_dir))
 
 
 @cluster.command("reachable")
 @click.option("--describe", is_flag=True, help="Print the server URL instead of just the exit status.")
 def cluster_reachable(describe: bool) -> None:
     """Exit 0 when the current kubeconfig reaches an API server within a few seconds."""
-    from kopfscale.devcluster import cli as devcli
-
-    server = devcli.reachable()
+    server = _devcluster().reachable()
     if describe and server:
         click.echo(server)
     sys.exit(0 if server else 1)
@@ -176,9 +189,7 @@ def cluster_reachable(describe: bool) -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def cluster_kubectl(args: tuple[str, ...]) -> None:
     """Run the kubectl built with the local control plane (same version as its apiserver)."""
-    from kopfscale.devcluster.binaries import ensure_built
-
-    kubectl = str(ensure_built().kubectl)
+    kubectl = str(_devcluster().ensure_built().kubectl)
     os.execv(kubectl, [kubectl, *args])
 
 

@@ -22,16 +22,16 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
-import kubernetes
-from kubernetes.client.exceptions import ApiException
 
 from kopfscale import GROUP, kube
+from kopfscale.kube import ApiError
 
 #: The CRDs the operator's handlers watch.
 CRDS = (f"greeters.{GROUP}", f"scaledapps.{GROUP}")
 #: Seconds between polls, and between repeated "still waiting" lines.
 POLL_SECONDS = 1.0
 REPEAT_SECONDS = 30.0
+CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
 
 def is_established(crd: Mapping[str, Any]) -> bool:
@@ -60,32 +60,28 @@ def resource_of(crd: Mapping[str, Any]) -> tuple[str, str, str]:
     return str(spec["group"]), str(version["name"]), str(spec["names"]["plural"])
 
 
-def unserved(found: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+def unserved(found: Mapping[str, Mapping[str, Any]], transport: kube.Transport) -> dict[str, str]:
     """The CRDs whose resources cannot be listed yet, with why (blocking)."""
-    api = kube.custom_objects()
     result = {}
     for name, crd in found.items():
         group, version, plural = resource_of(crd)
         try:
             # A plain list, as kopf's first one: served by the same watch cache that answers 429.
-            api.list_cluster_custom_object(group, version, plural, _request_timeout=30)
-        except ApiException as e:
+            transport.request("GET", f"/apis/{group}/{version}/{plural}", timeout=30)
+        except ApiError as e:
             if e.status in (401, 403):  # a namespaced install: nothing cluster-wide to list
                 continue
             result[name] = f"not served yet ({e.status} {e.reason})"
     return result
 
 
-def read_crds(names: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """The named CRDs that exist, as dicts (one list call per name; blocking)."""
-    api = kubernetes.client.ApiextensionsV1Api(kube.api_client())
+def read_crds(names: Iterable[str], transport: kube.Transport) -> dict[str, dict[str, Any]]:
+    """The named CRDs that exist (one list call per name, with a field selector; blocking)."""
     found: dict[str, dict[str, Any]] = {}
     for name in names:
-        listed = api.list_custom_resource_definition(
-            field_selector=f"metadata.name={name}", _request_timeout=10
-        )
-        for item in listed.items:
-            found[name] = kube.api_client().sanitize_for_serialization(item)
+        listed = transport.request("GET", CRD_PATH, query=[("fieldSelector", f"metadata.name={name}")])
+        for item in listed.get("items") or []:
+            found[name] = dict(item)
     return found
 
 
@@ -94,12 +90,13 @@ async def wait_for_crds(
 ) -> bool:
     """Return once every CRD in ``names`` is Established: True after a check, False if skipped."""
     names = tuple(names)
+    transport = kube.transport()
     last_said = 0.0
     last_text = ""
     while True:
         try:
-            found = await asyncio.to_thread(read_crds, names)
-        except ApiException as e:
+            found = await asyncio.to_thread(read_crds, names, transport)
+        except ApiError as e:
             if e.status in (401, 403):
                 logger.info(
                     f"Not allowed to read CRDs ({e.status}); assuming {', '.join(names)} are installed."
@@ -107,7 +104,7 @@ async def wait_for_crds(
                 return False
             text = f"Cannot read the CRDs yet ({e.status} {e.reason}); retrying."
         else:
-            waiting = pending(names, found) or await asyncio.to_thread(unserved, found)
+            waiting = pending(names, found) or await asyncio.to_thread(unserved, found, transport)
             if not waiting:
                 if last_said:
                     logger.info(f"The CRDs are established and served: {', '.join(names)}.")

@@ -22,24 +22,25 @@ import os
 from typing import Any
 
 import kopf
-from kubernetes.client.exceptions import ApiException
 
-from kopfscale import kube
+from kopfscale.kube.errors import ApiError
+from kopfscale.kube.transport import path, transport
 
-GROUP, VERSION, PLURAL = "kopf.dev", "v1", "clusterkopfpeerings"
+#: kopf's own peering resource (not ours: kopfscale's identity is in ``kopfscale/__init__``).
+KOPF_PEERING_GROUP, KOPF_PEERING_VERSION, KOPF_CLUSTER_PEERINGS = "kopf.dev", "v1", "clusterkopfpeerings"
 SCANNING_ENV = "KOPFSCALE_KOPF_SCANNING"
 
 
 def ensure_cluster_peering(name: str, logger: logging.Logger | logging.LoggerAdapter[Any]) -> bool:
     """Create the ClusterKopfPeering ``name`` unless it exists; True if it was created."""
     body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
+        "apiVersion": f"{KOPF_PEERING_GROUP}/{KOPF_PEERING_VERSION}",
         "kind": "ClusterKopfPeering",
         "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "kopfscale"}},
     }
     try:
-        kube.custom_objects().create_cluster_custom_object(GROUP, VERSION, PLURAL, body, _request_timeout=10)
-    except ApiException as e:
+        transport().create(path(KOPF_PEERING_GROUP, KOPF_PEERING_VERSION, KOPF_CLUSTER_PEERINGS), body)
+    except ApiError as e:
         if e.status == 409:
             return False
         if e.status == 404:
@@ -51,7 +52,7 @@ def ensure_cluster_peering(name: str, logger: logging.Logger | logging.LoggerAda
         if e.status == 403:
             logger.warning(
                 f"Not allowed to create the ClusterKopfPeering {name!r}; create it, "
-                f"or grant 'create' on clusterkopfpeerings.kopf.dev: {e.reason}"
+                f"or grant 'create' on clusterkopfpeerings.kopf.dev: {e.message}"
             )
             return False
         raise

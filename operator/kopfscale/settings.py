@@ -1,4 +1,7 @@
-"""Operator-wide settings read from the environment (set by the Deployment or Helm values)."""
+"""Operator-wide settings, read once at startup (:func:`kopfscale.app.wire`) and passed down.
+
+They come from the environment, which the Deployment (Helm values) or ``kopfscale run``'s flags set.
+"""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from kopfscale.devcluster.cluster import free_port
+from kopfscale_devcluster.cluster import free_port
 from tests.conftest import Cluster
 from tests.helpers import wait_for
 

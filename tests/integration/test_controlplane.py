@@ -119,7 +119,7 @@ def test_a_killed_parent_leaves_no_control_plane_process_behind(tmp_path: object
     script = textwrap.dedent(
         """
         import json, sys, time
-        from kopfscale.devcluster import LocalCluster
+        from kopfscale_devcluster import LocalCluster
         cluster = LocalCluster().start()
         print(json.dumps(cluster.pids), flush=True)
         time.sleep(600)

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from kopfscale.devcluster.binaries import REPO_ROOT
+from kopfscale_devcluster.binaries import REPO_ROOT
 
 from ..conftest import Cluster
 from ..helpers import wait_for

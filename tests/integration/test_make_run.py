@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from kopfscale.devcluster.binaries import REPO_ROOT
-from kopfscale.devcluster.cluster import free_port
+from kopfscale_devcluster.binaries import REPO_ROOT
+from kopfscale_devcluster.cluster import free_port
 from tests.conftest import Cluster
 from tests.helpers import wait_for
 

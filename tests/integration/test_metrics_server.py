@@ -1,7 +1,7 @@
 """metrics.k8s.io on the local control plane: a real metrics-server scraping kwok's simulated usage.
 
 The usage of every container of a pod is what its ``kwok.x-k8s.io/usage-cpu`` and
-``kwok.x-k8s.io/usage-memory`` annotations say (see ``kopfscale.devcluster.metrics``).
+``kwok.x-k8s.io/usage-memory`` annotations say (see ``kopfscale_devcluster.metrics``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import kubernetes
 import pytest
 
-from kopfscale.devcluster.metrics import (
+from kopfscale_devcluster.metrics import (
     APISERVICE_NAME,
     USAGE_CPU_ANNOTATION,
     USAGE_MEMORY_ANNOTATION,

@@ -17,8 +17,8 @@ import pytest
 from kopf.testing import KopfRunner
 from prometheus_client import REGISTRY
 
-from kopfscale.devcluster.binaries import REPO_ROOT
-from kopfscale.devcluster.cluster import free_port
+from kopfscale_devcluster.binaries import REPO_ROOT
+from kopfscale_devcluster.cluster import free_port
 from tests.conftest import Cluster
 from tests.helpers import wait_for
 

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kopfscale.devcluster.binaries import REPO_ROOT
+from kopfscale_devcluster.binaries import REPO_ROOT
 
 from ..conftest import Cluster
 from ..helpers import wait_for

@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from kopfscale.devcluster.binaries import REPO_ROOT
-from kopfscale.devcluster.cluster import free_port
+from kopfscale_devcluster.binaries import REPO_ROOT
+from kopfscale_devcluster.cluster import free_port
 from tests.conftest import CRDS_DIR, Cluster
 from tests.helpers import wait_for
 

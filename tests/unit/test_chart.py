@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kopfscale.devcluster.binaries import REPO_ROOT, locate
+from kopfscale_devcluster.binaries import REPO_ROOT, locate
 
 CHART = REPO_ROOT / "deploy" / "helm" / "kopfscale"
 DEPLOY = REPO_ROOT / "deploy"

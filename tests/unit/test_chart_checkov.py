@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from kopfscale.devcluster.binaries import REPO_ROOT
+from kopfscale_devcluster.binaries import REPO_ROOT
 
 from .test_chart import DEPLOY, VARIANTS, render
 

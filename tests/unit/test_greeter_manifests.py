@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kopfscale.greeter import manifests as m
+from kopfscale.kube import ownership
 from kopfscale.settings import OperatorSettings
 
 SETTINGS = OperatorSettings(greeter_image="example.org/kopfscale:1", cluster_domain="cluster.local")
@@ -203,11 +204,11 @@ def test_service_port_and_type_drift() -> None:
 
 def test_ownership_is_by_uid_and_controller() -> None:
     child = {"metadata": {"ownerReferences": [{"uid": "uid-1", "controller": True, "kind": "Greeter"}]}}
-    assert m.is_controlled_by(child, "uid-1")
-    assert not m.is_controlled_by(child, "uid-2")
-    assert not m.is_controlled_by({"metadata": {"ownerReferences": [{"uid": "uid-1"}]}}, "uid-1")
-    assert not m.is_controlled_by({"metadata": {}}, "uid-1")
-    assert m.controller_of(child) == child["metadata"]["ownerReferences"][0]
+    assert ownership.is_controlled_by(child, "uid-1")
+    assert not ownership.is_controlled_by(child, "uid-2")
+    assert not ownership.is_controlled_by({"metadata": {"ownerReferences": [{"uid": "uid-1"}]}}, "uid-1")
+    assert not ownership.is_controlled_by({"metadata": {}}, "uid-1")
+    assert ownership.controller_of(child) == child["metadata"]["ownerReferences"][0]
 
 
 json_values = st.recursive(

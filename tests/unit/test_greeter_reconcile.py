@@ -15,11 +15,11 @@ from typing import Any
 
 import kopf
 import pytest
-from kubernetes.client.exceptions import ApiException
 
 from kopfscale.greeter import handlers, reconcile
 from kopfscale.greeter import manifests as m
 from kopfscale.greeter import status as s
+from kopfscale.kube import ApiError, backoff, ownership
 from kopfscale.settings import OperatorSettings
 
 SETTINGS = OperatorSettings(greeter_image="example.org/kopfscale:1", cluster_domain="cluster.local")
@@ -43,7 +43,7 @@ class FakeApi:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str, str], Body] = {}
         self.writes: list[tuple[str, str, str]] = []
-        self.fail_next: list[ApiException] = []
+        self.fail_next: list[ApiError] = []
         self._rv = itertools.count(100)
 
     def _stamp(self, obj: Body) -> Body:
@@ -81,7 +81,7 @@ class FakeApi:
     def create_child(self, kind: str, namespace: str, body: Body) -> Body:
         self._maybe_fail()
         if (kind, namespace, body["metadata"]["name"]) in self.objects:
-            raise ApiException(status=409, reason="AlreadyExists")
+            raise ApiError(409, "AlreadyExists", "already exists")
         self.writes.append(("create", kind, body["metadata"]["name"]))
         return self.put(kind, body)
 
@@ -90,9 +90,9 @@ class FakeApi:
         key = (kind, namespace, name)
         live = self.objects.get(key)
         if live is None:
-            raise ApiException(status=404, reason="NotFound")
+            raise ApiError(404, "NotFound", "not found")
         if patch["metadata"].get("resourceVersion") not in (None, live["metadata"]["resourceVersion"]):
-            raise ApiException(status=409, reason="Conflict")
+            raise ApiError(409, "Conflict", "the object has been modified")
         self.writes.append(("patch", kind, name))
         new = self._default(
             merge(live, {**patch, "metadata": {**patch["metadata"], "resourceVersion": None}})
@@ -109,9 +109,9 @@ class FakeApi:
         key = ("Greeter", namespace, name)
         live = self.objects[key]
         if patch["metadata"].get("resourceVersion") not in (None, live["metadata"]["resourceVersion"]):
-            raise ApiException(status=409, reason="Conflict")
+            raise ApiError(409, "Conflict", "the object has been modified")
         self.writes.append(("status", "Greeter", name))
-        live["status"] = copy.deepcopy(patch["status"])
+        live["status"] = merge(live.get("status") or {}, patch["status"])
         self._stamp(live)
         return copy.deepcopy(live)
 
@@ -148,7 +148,7 @@ def test_creates_owned_children_then_writes_nothing(api: FakeApi) -> None:
     assert [a.verb for a in result.actions] == ["created", "created"]
     for kind in ("Deployment", "Service"):
         child = api.get_child(kind, "ns", "hello")
-        assert child is not None and m.is_controlled_by(child, "greeter-uid")
+        assert child is not None and ownership.is_controlled_by(child, "greeter-uid")
     assert ("status", "Greeter", "hello") in api.writes
 
     api.writes.clear()
@@ -210,7 +210,7 @@ def test_stale_write_is_retried_against_fresh_state(api: FakeApi) -> None:
     converge(api, greeter)
     live = api.objects[("Deployment", "ns", "hello")]
     live["spec"]["replicas"] = 9
-    api.fail_next.append(ApiException(status=409, reason="Conflict"))
+    api.fail_next.append(ApiError(409, "Conflict", "the object has been modified"))
     result = converge(api, greeter)
     assert [(a.kind, a.verb, a.fields) for a in result.actions] == [
         ("Deployment", "updated", ("spec.replicas",))
@@ -232,7 +232,7 @@ def test_lost_race_on_create_adopts_nothing_foreign(api: FakeApi) -> None:
                     "metadata": {**body["metadata"], "ownerReferences": [], "labels": {}},
                 },
             )
-            raise ApiException(status=409, reason="AlreadyExists")
+            raise ApiError(409, "AlreadyExists", "already exists")
         return original(kind, namespace, body)
 
     api.create_child = racing_create  # type: ignore[method-assign]
@@ -242,7 +242,7 @@ def test_lost_race_on_create_adopts_nothing_foreign(api: FakeApi) -> None:
 
 def test_api_errors_become_failures_with_reasons(api: FakeApi) -> None:
     greeter = new_greeter(api)
-    api.fail_next.append(ApiException(status=500, reason="Internal"))
+    api.fail_next.append(ApiError(500, "Internal", "etcd is down"))
     with pytest.raises(reconcile.ApiError) as info:
         reconcile.ensure_children(api, greeter, SETTINGS)
     assert info.value.failure().reason == "ApiServerError"
@@ -265,11 +265,14 @@ class Events:
 @pytest.fixture()
 def events(api: FakeApi, monkeypatch: pytest.MonkeyPatch) -> Iterator[Events]:
     recorder = Events()
-    monkeypatch.setattr(handlers, "api", api)
     monkeypatch.setattr(kopf, "info", recorder.info)
     monkeypatch.setattr(kopf, "warn", recorder.warn)
-    monkeypatch.setenv("KOPFSCALE_GREETER_IMAGE", SETTINGS.greeter_image)
     yield recorder
+
+
+def wired(api: FakeApi) -> dict[str, Any]:
+    """kopf's memo as the composition root (kopfscale.app.wire) fills it, with the fake API."""
+    return {handlers.MEMO_KEY: handlers.Wiring(api=api, settings=SETTINGS)}
 
 
 def fresh(api: FakeApi) -> Body:
@@ -281,13 +284,13 @@ def fresh(api: FakeApi) -> Body:
 def test_handler_events_created_then_drift_then_updated(api: FakeApi, events: Events) -> None:
     logger = logging.getLogger("test")
     new_greeter(api)
-    handlers.reconcile_greeter(fresh(api), logger)
+    handlers.reconcile_greeter(fresh(api), logger, api=api, config=SETTINGS)
     assert [e[:2] for e in events.posted] == [("Normal", "Created"), ("Normal", "Created")]
     assert fresh(api)["status"]["observedGeneration"] == 1
 
     events.posted.clear()
     del api.objects[("Service", "ns", "hello")]
-    handlers.reconcile_greeter(fresh(api), logger)
+    handlers.reconcile_greeter(fresh(api), logger, api=api, config=SETTINGS)
     assert [e[:2] for e in events.posted] == [("Normal", "DriftRestored")]
 
     events.posted.clear()
@@ -295,7 +298,7 @@ def test_handler_events_created_then_drift_then_updated(api: FakeApi, events: Ev
     greeter["spec"]["replicas"] = 3
     greeter["metadata"]["generation"] = 2
     api.objects[("Greeter", "ns", "hello")] = copy.deepcopy(greeter)
-    handlers.reconcile_greeter(fresh(api), logger)
+    handlers.reconcile_greeter(fresh(api), logger, api=api, config=SETTINGS)
     assert [e[:2] for e in events.posted] == [("Normal", "Updated")]
     assert "spec.replicas" in events.posted[0][2]
 
@@ -310,7 +313,9 @@ def test_handler_failure_is_a_warning_a_condition_and_a_temporary_error(api: Fak
         },
     )
     with pytest.raises(kopf.TemporaryError) as info:
-        handlers.reconcile_children(body=fresh(api), retry=3, logger=logging.getLogger("test"))
+        handlers.reconcile_children(
+            body=fresh(api), retry=3, logger=logging.getLogger("test"), memo=wired(api)
+        )
     assert info.value.delay == 8
     assert [e[:2] for e in events.posted] == [("Warning", "ChildConflict")]
     ready = next(c for c in fresh(api)["status"]["conditions"] if c["type"] == "Ready")
@@ -319,4 +324,4 @@ def test_handler_failure_is_a_warning_a_condition_and_a_temporary_error(api: Fak
 
 
 def test_backoff_grows_and_is_capped() -> None:
-    assert [handlers.backoff(r) for r in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert [backoff(r + 1) for r in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kopfscale.devcluster.binaries import REPO_ROOT
+from kopfscale_devcluster.binaries import REPO_ROOT
 
 VERSION = re.search(r'^version = "(.+)"', (REPO_ROOT / "pyproject.toml").read_text(), re.M)[1]  # type: ignore[index]
 

@@ -17,7 +17,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 import kopfscale.metrics  # noqa: F401  (registers the operator's series)
-from kopfscale.devcluster.binaries import REPO_ROOT
+from kopfscale_devcluster.binaries import REPO_ROOT
 from tests.unit.test_chart import CHART, objects, render
 
 MONITORING = REPO_ROOT / "deploy" / "monitoring"

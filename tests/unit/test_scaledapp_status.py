@@ -6,6 +6,7 @@ import datetime
 
 import pytest
 
+from kopfscale.kube.status import merge_patch_between
 from kopfscale.scaledapp import status as st
 from kopfscale.scaledapp.deployment import deployment_manifest, template_hash
 from kopfscale.scaledapp.history import History
@@ -99,8 +100,8 @@ def test_status_is_written_only_when_something_changed() -> None:
     assert not st.changed(first, again)
     moved = st.compose(first, generation=1, now=later, conditions=[], fields={**fields, "replicas": 3})
     assert st.changed(first, moved)
-    assert st.to_patch(first, moved) == {"replicas": 3}
-    assert st.to_patch({"history": {"inactiveSince": "x", "a": 1}}, {"history": {"a": 1}}) == {
+    assert merge_patch_between(first, moved) == {"replicas": 3}
+    assert merge_patch_between({"history": {"inactiveSince": "x", "a": 1}}, {"history": {"a": 1}}) == {
         "history": {"inactiveSince": None}
     }
 

@@ -10,10 +10,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
-import kubernetes
 import pytest
 
-from kopfscale import kube
+from kopfscale.kube import ApiError
 from kopfscale.scaledapp.sources import (
     DEFAULT_TIMEOUT,
     REGISTRY,
@@ -24,6 +23,7 @@ from kopfscale.scaledapp.sources import (
     SourceError,
     opened,
     read_metric,
+    resource,
 )
 
 MONDAY_NOON_BERLIN = datetime.datetime(2024, 3, 4, 11, 0, tzinfo=datetime.UTC)
@@ -225,51 +225,37 @@ RECORDED_PODS = {
 }
 
 
-class FakeCustomObjects:
-    def __init__(self, response: Any = RECORDED_POD_METRICS, error: Exception | None = None) -> None:
-        self.calls: list[tuple[Any, ...]] = []
-        self.response, self.error = response, error
+class FakeTransport:
+    """The resource scaler's transport, answering with the recorded responses (or failing)."""
 
-    def list_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> Any:
-        self.calls.append((*args, kwargs))
-        if self.error is not None:
-            raise self.error
-        return self.response
+    def __init__(self, error: Exception | None = None) -> None:
+        self.calls: list[tuple[str, str, Any, Any]] = []
+        self.error = error
 
-
-class FakeCoreV1:
-    def __init__(self) -> None:
-        self.calls: list[tuple[Any, ...]] = []
-
-    def list_namespaced_pod(self, *args: Any, **kwargs: Any) -> Any:
-        self.calls.append((*args, kwargs))
-        assert kwargs["_preload_content"] is False
-        return type("Raw", (), {"data": json.dumps(RECORDED_PODS).encode()})()
+    def request(self, method: str, path: str, *, query: Any = None, timeout: Any = None, **_: Any) -> Any:
+        self.calls.append((method, path, query, timeout))
+        if path.startswith("/apis/metrics.k8s.io/"):
+            if self.error is not None:
+                raise self.error
+            return RECORDED_POD_METRICS
+        return json.loads(json.dumps(RECORDED_PODS))
 
 
 def test_resource_cpu_utilization_from_recorded_responses(monkeypatch: pytest.MonkeyPatch) -> None:
-    custom, core = FakeCustomObjects(), FakeCoreV1()
-    monkeypatch.setattr(kube, "custom_objects", lambda: custom)
-    monkeypatch.setattr(kube, "core_v1", lambda: core)
+    api = FakeTransport()
+    monkeypatch.setattr(resource.SCALER, "transport", api)
     spec = {"name": "cpu", "type": "resource", "resource": {"name": "cpu"}, "target": {"type": "Utilization"}}
     reading = read(spec)
     assert reading.error is None
     assert reading.value == pytest.approx(100 * (0.182340521 + 0.097659479) / 0.4)  # 70 %
-    assert custom.calls == [
-        (
-            "metrics.k8s.io",
-            "v1beta1",
-            "default",
-            "pods",
-            {"label_selector": "app=web", "_request_timeout": 3.0},
-        )
+    assert sorted(api.calls) == [
+        ("GET", "/api/v1/namespaces/default/pods", [("labelSelector", "app=web")], 3.0),
+        ("GET", "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods", [("labelSelector", "app=web")], 3.0),
     ]
-    assert core.calls[0][:1] == ("default",) and core.calls[0][1]["label_selector"] == "app=web"
 
 
 def test_resource_memory_average_value(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kube, "custom_objects", FakeCustomObjects)
-    monkeypatch.setattr(kube, "core_v1", FakeCoreV1)
+    monkeypatch.setattr(resource.SCALER, "transport", FakeTransport())
     spec = {
         "name": "mem",
         "type": "resource",
@@ -282,16 +268,19 @@ def test_resource_memory_average_value(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("error", "message"),
     [
-        (kubernetes.client.ApiException(status=404, reason="Not Found"), "is not served (HTTP 404)"),
         (
-            kubernetes.client.ApiException(status=503, reason="Service Unavailable"),
-            "HTTP 503 Service Unavailable",
+            ApiError(404, "Not Found", "the server could not find the requested resource"),
+            "is not served (HTTP 404)",
+        ),
+        (ApiError(503, "Service Unavailable", "metrics-server is down"), "HTTP 503 Service Unavailable"),
+        (
+            ApiError(None, "ReadTimeoutError", "read timed out"),
+            "Kubernetes API request failed: read timed out",
         ),
     ],
 )
 def test_resource_api_errors(monkeypatch: pytest.MonkeyPatch, error: Exception, message: str) -> None:
-    monkeypatch.setattr(kube, "custom_objects", lambda: FakeCustomObjects(error=error))
-    monkeypatch.setattr(kube, "core_v1", FakeCoreV1)
+    monkeypatch.setattr(resource.SCALER, "transport", FakeTransport(error=error))
     spec = {"name": "cpu", "type": "resource", "resource": {"name": "cpu"}, "target": {"type": "Utilization"}}
     reading = read(spec)
     assert (

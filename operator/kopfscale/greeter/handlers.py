@@ -28,16 +28,34 @@ import threading
 import time
 import weakref
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 import kopf
 
-from kopfscale import GROUP, VERSION, settings
+from kopfscale import GROUP, VERSION
 from kopfscale.greeter import cache, manifests, reconcile
+from kopfscale.kube import backoff, ownership
+from kopfscale.settings import OperatorSettings
 
 PLURAL = reconcile.PLURAL
-#: The API the handlers use; tests may replace it with a fake that counts writes.
-api: reconcile.Api = reconcile.KubeApi()
+MEMO_KEY = "greeter"
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What the Greeter handlers are given by the composition root (``kopfscale.app.wire``)."""
+
+    api: reconcile.Api
+    settings: OperatorSettings
+
+
+def wiring(memo: Mapping[str, Any]) -> Wiring:
+    found = memo.get(MEMO_KEY)
+    if not isinstance(found, Wiring):
+        raise RuntimeError("the Greeter controller is not wired (load the handlers with kopfscale.app)")
+    return found
+
 
 # One reconciliation per Greeter at a time in this process: a Greeter's own handler and its
 # children's drift handlers would otherwise race each other into needless write conflicts.
@@ -51,11 +69,6 @@ def _lock_for(uid: str) -> threading.Lock:
         if lock is None:
             lock = _locks[uid] = threading.Lock()
         return lock
-
-
-def backoff(retry: int) -> float:
-    """Seconds before the next attempt: 1, 2, 4, ... capped at a minute."""
-    return float(min(60, 2 ** min(retry, 6)))
 
 
 def _event_target(greeter: Mapping[str, Any]) -> kopf.Body:
@@ -89,44 +102,45 @@ def greeter_service_index(body: kopf.Body, **_: Any) -> dict[cache.Key, str]:
     return {cache.key_of(body): cache.pack(cache.trim_child(body))}
 
 
-def api_for(indexes: Mapping[str, Any]) -> reconcile.Api:
-    """Reads from kopf's indexes when the handler was given them (always, in the operator)."""
-    try:
-        return cache.CachedApi(
-            api,
-            indexes["greeter_index"],
-            indexes["greeter_deployment_index"],
-            indexes["greeter_service_index"],
-            recent_writes,
-        )
-    except KeyError:
+def api_for(kwargs: Mapping[str, Any]) -> reconcile.Api:
+    """The context's API, reading from kopf's indexes (a handler's kwargs carry both; the
+    indexes are always there in the operator, a bare harness may go without)."""
+    api = wiring(kwargs["memo"]).api
+    if "greeter_index" not in kwargs:
         return api
+    return cache.CachedApi(
+        api,
+        kwargs["greeter_index"],
+        kwargs["greeter_deployment_index"],
+        kwargs["greeter_service_index"],
+        recent_writes,
+    )
 
 
 def reconcile_greeter(
     greeter: Mapping[str, Any],
     logger: logging.Logger | logging.LoggerAdapter[Any],
     *,
+    api: reconcile.Api,
+    config: OperatorSettings,
     warn: bool = True,
-    via: reconcile.Api | None = None,
 ) -> reconcile.Result:
     """Make the children and status match ``greeter``; report failures, then re-raise them."""
-    api_ = via if via is not None else api
     meta = greeter["metadata"]
-    config = settings.load()
     # The spec was already fully applied once: any difference now is someone else's change.
     drift = (greeter.get("status") or {}).get("observedGeneration") == meta.get("generation")
+    desired = manifests.desired_for(greeter, config)  # once per pass: children and status use it
     with _lock_for(meta["uid"]):
         try:
-            result = reconcile.ensure_children(api_, greeter, config)
+            result = reconcile.ensure_children(api, greeter, config, desired)
         except reconcile.ChildTerminating:
-            reconcile.sync_status(api_, greeter, config)
+            reconcile.sync_status(api, greeter, config, desired=desired)
             raise
         except reconcile.ReconcileError as e:
             # kopf logs the TemporaryError (and posts it); the Warning event below is ours.
             logger.debug(f"Greeter {meta['name']} is not reconciled: {e}")
             try:
-                reconcile.sync_status(api_, greeter, config, failure=e.failure())
+                reconcile.sync_status(api, greeter, config, failure=e.failure(), desired=desired)
             except reconcile.ReconcileError as status_error:
                 logger.warning(f"could not report the failure in status: {status_error}")
             if warn:
@@ -139,7 +153,13 @@ def reconcile_greeter(
                 message += " (it had been changed or deleted outside the Greeter)"
             kopf.info(_event_target(greeter), reason=reason, message=message[0].upper() + message[1:])
         reconcile.sync_status(
-            api_, greeter, config, deployment=result.deployment, service=result.service, known_children=True
+            api,
+            greeter,
+            config,
+            deployment=result.deployment,
+            service=result.service,
+            known_children=True,
+            desired=desired,
         )
         return result
 
@@ -149,19 +169,20 @@ def reconcile_greeter(
 @kopf.on.update(GROUP, VERSION, PLURAL)
 def reconcile_children(body: kopf.Body, retry: int, logger: kopf.Logger, **kwargs: Any) -> None:
     """The Greeter changed (or we restarted): converge, retrying failures with backoff."""
+    config = wiring(kwargs["memo"]).settings
     try:
-        reconcile_greeter(body, logger, via=api_for(kwargs))
+        reconcile_greeter(body, logger, api=api_for(kwargs), config=config)
     except reconcile.ChildTerminating as e:
         raise kopf.TemporaryError(str(e), delay=1) from e
     except reconcile.ReconcileError as e:
-        raise kopf.TemporaryError(str(e), delay=backoff(retry)) from e
+        raise kopf.TemporaryError(str(e), delay=backoff(retry + 1)) from e
 
 
 DRIFT_ATTEMPTS = 4
 
 
 def _owning_greeter(child: Mapping[str, Any]) -> tuple[str, str] | None:
-    ref = manifests.controller_of(child)
+    ref = ownership.controller_of(child)
     if ref is None or ref.get("kind") != manifests.KIND:
         return None
     if str(ref.get("apiVersion", "")).split("/")[0] != GROUP:
@@ -185,6 +206,7 @@ def child_changed(body: kopf.Body, type: str | None, logger: kopf.Logger, **kwar
     if namespace is None:
         return
     via = api_for(kwargs)  # one for all attempts: what refused a write is then read from the apiserver
+    config = wiring(kwargs["memo"]).settings
     for attempt in range(DRIFT_ATTEMPTS):
         greeter = via.get_greeter(namespace, name)
         if greeter is None or greeter["metadata"].get("uid") != uid:
@@ -192,7 +214,7 @@ def child_changed(body: kopf.Body, type: str | None, logger: kopf.Logger, **kwar
         if greeter["metadata"].get("deletionTimestamp"):
             return
         try:
-            reconcile_greeter(greeter, logger, warn=attempt == DRIFT_ATTEMPTS - 1, via=via)
+            reconcile_greeter(greeter, logger, api=via, config=config, warn=attempt == DRIFT_ATTEMPTS - 1)
             return
         except reconcile.ChildTerminating:
             return  # Its DELETED event follows; the child is recreated then.
@@ -200,4 +222,4 @@ def child_changed(body: kopf.Body, type: str | None, logger: kopf.Logger, **kwar
             if attempt == DRIFT_ATTEMPTS - 1:
                 logger.warning(f"could not repair {body.get('kind')} {body.metadata.name} ({type}): {e}")
                 return
-            time.sleep(backoff(attempt))
+            time.sleep(backoff(attempt + 1))

@@ -19,14 +19,16 @@ from dataclasses import dataclass, field
 from decimal import InvalidOperation
 from typing import Any
 
+import kopf
 from kubernetes.utils.quantity import parse_quantity
 
 from kopfscale import API_VERSION
+from kopfscale.kube.ownership import MANAGED_BY_LABEL, MANAGED_BY_VALUE, is_controlled_by
 from kopfscale.settings import OperatorSettings
 
 KIND = "Greeter"
 #: Label values shared by every child; the drift handlers select children with them.
-MANAGED_BY = "kopfscale"
+MANAGED_BY = MANAGED_BY_VALUE
 COMPONENT = "greeter"
 APP_NAME = "greeter"
 CONTAINER_NAME = "greeter"
@@ -40,7 +42,7 @@ DEFAULT_SERVICE_TYPE = "ClusterIP"
 
 #: The labels the drift handlers filter on (kopf ``labels=``).
 CHILD_SELECTOR_LABELS: Mapping[str, str] = {
-    "app.kubernetes.io/managed-by": MANAGED_BY,
+    MANAGED_BY_LABEL: MANAGED_BY,
     "app.kubernetes.io/component": COMPONENT,
 }
 
@@ -93,15 +95,17 @@ class Owner:
         )
 
     def reference(self) -> dict[str, Any]:
-        """The controller owner reference: garbage collection deletes the children with us."""
-        return {
+        """The controller owner reference, as kopf writes it: garbage collection deletes the
+        children with us, and blocks our deletion until it has."""
+        holder: dict[str, Any] = {}
+        body = {
             "apiVersion": self.api_version,
             "kind": self.kind,
-            "name": self.name,
-            "uid": self.uid,
-            "controller": True,
-            "blockOwnerDeletion": True,
+            "metadata": {"name": self.name, "uid": self.uid},
         }
+        kopf.append_owner_reference(holder, owner=kopf.Body(body))  # type: ignore[arg-type]
+        reference: dict[str, Any] = holder["metadata"]["ownerReferences"][0]
+        return reference
 
 
 def selector_labels(name: str) -> dict[str, str]:
@@ -192,6 +196,21 @@ def build_service(owner: Owner, spec: GreeterSpec) -> Manifest:
     }
 
 
+@dataclass(frozen=True)
+class Desired:
+    """What one Greeter asks for, computed once per pass: its spec and both children."""
+
+    spec: GreeterSpec
+    deployment: Manifest = field(hash=False)
+    service: Manifest = field(hash=False)
+
+
+def desired_for(greeter: Mapping[str, Any], settings: OperatorSettings) -> Desired:
+    owner = Owner.from_body(greeter)
+    spec = GreeterSpec.from_spec(greeter.get("spec") or {})
+    return Desired(spec, build_deployment(owner, spec, settings), build_service(owner, spec))
+
+
 def prune_nones(obj: Any) -> Any:
     """The body to create: ``None`` ("absent") keys dropped, as the apiserver would store it."""
     if isinstance(obj, Mapping):
@@ -212,17 +231,6 @@ def merge_patch(desired: Manifest, resource_version: str | None) -> Manifest:
     if resource_version is not None:
         metadata["resourceVersion"] = resource_version
     return {"metadata": metadata, "spec": copy.deepcopy(desired["spec"])}
-
-
-def is_controlled_by(live: Mapping[str, Any], uid: str) -> bool:
-    """Ours means: a controller owner reference to this very Greeter (by uid, not by name)."""
-    refs = (live.get("metadata") or {}).get("ownerReferences") or []
-    return any(ref.get("uid") == uid and ref.get("controller") for ref in refs)
-
-
-def controller_of(live: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    refs = (live.get("metadata") or {}).get("ownerReferences") or []
-    return next((ref for ref in refs if ref.get("controller")), None)
 
 
 def _is_quantity_path(path: tuple[str, ...]) -> bool:
@@ -292,15 +300,15 @@ def describe_differences(found: list[str], limit: int = 4) -> str:
 
 __all__ = [
     "CHILD_SELECTOR_LABELS",
+    "Desired",
     "GreeterSpec",
     "Manifest",
     "Owner",
     "build_deployment",
     "build_service",
     "child_differences",
-    "controller_of",
+    "desired_for",
     "differences",
-    "is_controlled_by",
     "labels",
     "merge_patch",
     "prune_nones",

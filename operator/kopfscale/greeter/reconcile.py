@@ -9,23 +9,24 @@ not compared, nor an object some other controller owns.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from kubernetes.client.exceptions import ApiException
-
-from kopfscale import GROUP, VERSION, kube
+from kopfscale import GREETERS, GROUP, VERSION
 from kopfscale.greeter import manifests, status
+from kopfscale.kube import children, ownership
+from kopfscale.kube import status as kube_status
+from kopfscale.kube.errors import ApiError as KubeApiError
+from kopfscale.kube.transport import Transport, path
 from kopfscale.settings import OperatorSettings
 
 Kind = Literal["Deployment", "Service"]
 Body = dict[str, Any]
-PLURAL = "greeters"
-#: Attempts at one write when the object keeps changing under us (HTTP 409 Conflict).
-WRITE_ATTEMPTS = 4
+PLURAL = GREETERS
+#: Attempts at one status write when the Greeter keeps changing under us (HTTP 409 Conflict).
+WRITE_ATTEMPTS = children.WRITE_ATTEMPTS
 
 
 class Api(Protocol):
@@ -66,31 +67,12 @@ class UpdateConflict(ReconcileError):
 
 
 class ApiError(ReconcileError):
-    """The apiserver refused or failed a request."""
+    """The apiserver refused or failed a request (or did not answer in time)."""
 
-    def __init__(self, action: str, exc: ApiException) -> None:
+    def __init__(self, action: str, exc: KubeApiError) -> None:
         self.status = exc.status
-        self.reason = _reason_for(exc.status)
-        super().__init__(f"{action} failed: HTTP {exc.status}: {_api_message(exc)}")
-
-
-def _reason_for(code: int | None) -> str:
-    if code == 403:
-        return "Forbidden"
-    if code == 422:
-        return "InvalidChild"
-    if code == 409:
-        return "UpdateConflict"
-    if code is not None and code >= 500:
-        return "ApiServerError"
-    return "ApiError"
-
-
-def _api_message(exc: ApiException) -> str:
-    try:
-        return str(json.loads(exc.body or "")["message"])
-    except (ValueError, KeyError, TypeError):
-        return str(exc.reason or exc.body or "no details")
+        self.reason = exc.condition_reason(invalid="InvalidChild")
+        super().__init__(f"{action} failed: {exc}")
 
 
 @dataclass(frozen=True)
@@ -116,64 +98,52 @@ class Result:
 
 
 def desired_children(greeter: Mapping[str, Any], settings: OperatorSettings) -> dict[Kind, Body]:
-    owner = manifests.Owner.from_body(greeter)
-    spec = manifests.GreeterSpec.from_spec(greeter.get("spec") or {})
-    return {
-        "Deployment": manifests.build_deployment(owner, spec, settings),
-        "Service": manifests.build_service(owner, spec),
-    }
-
-
-def _describe_owner(live: Mapping[str, Any]) -> str:
-    ref = manifests.controller_of(live)
-    if ref is None:
-        return "it has no controller"
-    return f"it is controlled by {ref.get('kind')} {ref.get('name')} (uid {ref.get('uid')})"
+    desired = manifests.desired_for(greeter, settings)
+    return {"Deployment": desired.deployment, "Service": desired.service}
 
 
 def ensure_child(api: Api, kind: Kind, desired: Body) -> tuple[Body, Action | None]:
     """Create the child, or patch the fields we own if they differ; otherwise write nothing."""
     meta = desired["metadata"]
     namespace, name, uid = meta["namespace"], meta["name"], meta["ownerReferences"][0]["uid"]
-    for _ in range(WRITE_ATTEMPTS):
-        try:
-            live = api.get_child(kind, namespace, name)
-        except ApiException as e:
-            raise ApiError(f"reading {kind} {name}", e) from e
-        if live is None:
-            try:
-                created = api.create_child(kind, namespace, manifests.prune_nones(desired))
-            except ApiException as e:
-                if e.status == 409:  # AlreadyExists: someone was faster; look at it again.
-                    continue
-                raise ApiError(f"creating {kind} {name}", e) from e
-            return created, Action(kind, name, "created")
-        if not manifests.is_controlled_by(live, uid):
-            raise ChildConflict(
-                f"{kind} {namespace}/{name} already exists and is not ours ({_describe_owner(live)}); "
-                f"kopfscale will not touch it. Delete or rename it, or rename the Greeter."
-            )
-        if (live.get("metadata") or {}).get("deletionTimestamp"):
-            raise ChildTerminating(f"{kind} {namespace}/{name} is being deleted; it will be recreated")
-        found = manifests.child_differences(desired, live)
-        if not found:
-            return live, None
-        patch = manifests.merge_patch(desired, (live.get("metadata") or {}).get("resourceVersion"))
-        try:
-            patched = api.patch_child(kind, namespace, name, patch)
-        except ApiException as e:
-            if e.status == 409:  # Changed since we read it: compare again against the new state.
-                continue
-            raise ApiError(f"updating {kind} {name}", e) from e
-        return patched, Action(kind, name, "updated", tuple(found))
-    raise UpdateConflict(f"{kind} {namespace}/{name} kept changing while being updated; will retry")
+    try:
+        outcome = children.ensure_child(
+            owner_uid=uid,
+            read=lambda: api.get_child(kind, namespace, name),
+            create=lambda: api.create_child(kind, namespace, manifests.prune_nones(desired)),
+            update=lambda live: api.patch_child(
+                kind, namespace, name, manifests.merge_patch(desired, live["metadata"].get("resourceVersion"))
+            ),
+            differences=lambda live: manifests.child_differences(desired, live),
+        )
+    except children.NotOurs as e:
+        raise ChildConflict(
+            f"{kind} {namespace}/{name} already exists and is not ours "
+            f"({ownership.describe_controller(e.live)}); "
+            f"kopfscale will not touch it. Delete or rename it, or rename the Greeter."
+        ) from None
+    except children.Terminating:
+        raise ChildTerminating(f"{kind} {namespace}/{name} is being deleted; it will be recreated") from None
+    except children.KeptChanging:
+        raise UpdateConflict(
+            f"{kind} {namespace}/{name} kept changing while being updated; will retry"
+        ) from None
+    except children.WriteFailed as e:
+        raise ApiError(f"{e.action} {kind} {name}", e.error) from e
+    if outcome.verb is None:
+        return outcome.live, None
+    return outcome.live, Action(kind, name, outcome.verb, outcome.fields)
 
 
-def ensure_children(api: Api, greeter: Mapping[str, Any], settings: OperatorSettings) -> Result:
+def ensure_children(
+    api: Api, greeter: Mapping[str, Any], settings: OperatorSettings, desired: manifests.Desired | None = None
+) -> Result:
+    wanted = desired or manifests.desired_for(greeter, settings)
     lives: dict[Kind, Body] = {}
     actions: list[Action] = []
-    for kind, desired in desired_children(greeter, settings).items():
-        lives[kind], action = ensure_child(api, kind, desired)
+    wanted_children: dict[Kind, Body] = {"Deployment": wanted.deployment, "Service": wanted.service}
+    for kind, child in wanted_children.items():
+        lives[kind], action = ensure_child(api, kind, child)
         if action is not None:
             actions.append(action)
     return Result(deployment=lives["Deployment"], service=lives["Service"], actions=actions)
@@ -182,7 +152,7 @@ def ensure_children(api: Api, greeter: Mapping[str, Any], settings: OperatorSett
 def _our_child(api: Api, kind: Kind, greeter: Mapping[str, Any]) -> Body | None:
     meta = greeter["metadata"]
     live = api.get_child(kind, meta["namespace"], meta["name"])
-    return live if live is not None and manifests.is_controlled_by(live, meta["uid"]) else None
+    return live if live is not None and ownership.is_controlled_by(live, meta["uid"]) else None
 
 
 def sync_status(
@@ -194,11 +164,13 @@ def sync_status(
     service: Body | None = None,
     failure: status.Failure | None = None,
     known_children: bool = False,
+    desired: manifests.Desired | None = None,
 ) -> Body | None:
     """Write the Greeter's status if (and only if) it changed; return the status now in place.
 
     ``known_children`` says the given children are fresh (just read or written); otherwise
-    they are read. Conflicts (the Greeter changed since it was read) re-read everything.
+    they are read. ``desired`` is the pass's :func:`manifests.desired_for` of ``greeter``.
+    Conflicts (the Greeter changed since it was read) re-read everything.
     """
     meta = greeter["metadata"]
     namespace, name = meta["namespace"], meta["name"]
@@ -213,89 +185,55 @@ def sync_status(
             if not known_children:
                 deployment = _our_child(api, "Deployment", current)
                 service = _our_child(api, "Service", current)
-            new = status.compute_status(current, deployment, service, settings, failure=failure)
-            if not status.status_changed(current.get("status"), new):
-                return dict(current.get("status") or {})
-            resource_version = current["metadata"].get("resourceVersion")
-            patch = {"metadata": {"resourceVersion": resource_version}, "status": new}
+            previous = dict(current.get("status") or {})
+            # The desired state of the Greeter we were given, unless a conflict made us read it again.
+            wanted = desired if attempt == 0 else None
+            new = status.compute_status(
+                current, deployment, service, settings, failure=failure, desired=wanted
+            )
+            if not status.status_changed(previous, new):
+                return previous
+            patch = kube_status.status_patch(previous, new, current["metadata"].get("resourceVersion"))
             try:
                 api.patch_greeter_status(namespace, name, patch)
-            except ApiException as e:
+            except KubeApiError as e:
                 if e.status in (404, 409):
                     time.sleep(0.05 * (attempt + 1))
                     continue
                 raise
             return new
-    except ApiException as e:
+    except KubeApiError as e:
         raise ApiError(f"updating the status of Greeter {name}", e) from e
     raise UpdateConflict(f"Greeter {namespace}/{name} kept changing while its status was updated")
 
 
 class KubeApi:
-    """:class:`Api` over the official client's transport (``kopfscale.kube``), with dict bodies.
+    """:class:`Api` over the shared transport (:mod:`kopfscale.kube`): raw JSON, timeouts, one pool."""
 
-    The generated typed methods would convert bodies through pydantic models, which are
-    stricter than the apiserver (an integer memory quantity fails) and lossy for fields they do
-    not know; the controller compares and writes raw JSON, so it sends raw JSON too.
-    """
-
-    MERGE_PATCH = "application/merge-patch+json"
-    FIELD_MANAGER = "kopfscale"
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
 
     @staticmethod
     def _path(kind: Kind, namespace: str, name: str | None = None) -> str:
-        base = (
-            f"/apis/apps/v1/namespaces/{namespace}/deployments"
-            if kind == "Deployment"
-            else f"/api/v1/namespaces/{namespace}/services"
-        )
-        return base if name is None else f"{base}/{name}"
+        if kind == "Deployment":
+            return path("apps", "v1", "deployments", namespace, name)
+        return path("", "v1", "services", namespace, name)
 
     @staticmethod
     def _greeter_path(namespace: str, name: str) -> str:
-        return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
-
-    def _request(
-        self, method: str, path: str, body: Body | None = None, content_type: str = "application/json"
-    ) -> Body:
-        client = kube.api_client()
-        query = [("fieldManager", self.FIELD_MANAGER)] if method in ("POST", "PATCH") else None
-        request = client.param_serialize(
-            method=method,
-            resource_path=path,
-            query_params=query,
-            header_params={"Accept": "application/json", "Content-Type": content_type},
-            body=body,
-            auth_settings=["BearerToken"],
-        )
-        response: Any = client.call_api(*request)
-        data = response.read()
-        if not 200 <= response.status <= 299:
-            raise ApiException.from_response(http_resp=response, body=None, data=None)
-        loaded: Body = json.loads(data)
-        return loaded
-
-    def _get(self, path: str) -> Body | None:
-        try:
-            return self._request("GET", path)
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise
+        return path(GROUP, VERSION, PLURAL, namespace, name)
 
     def get_child(self, kind: Kind, namespace: str, name: str) -> Body | None:
-        return self._get(self._path(kind, namespace, name))
+        return self.transport.get(self._path(kind, namespace, name))
 
     def create_child(self, kind: Kind, namespace: str, body: Body) -> Body:
-        return self._request("POST", self._path(kind, namespace), body)
+        return self.transport.create(self._path(kind, namespace), body)
 
     def patch_child(self, kind: Kind, namespace: str, name: str, patch: Body) -> Body:
-        return self._request("PATCH", self._path(kind, namespace, name), patch, self.MERGE_PATCH)
+        return self.transport.merge_patch(self._path(kind, namespace, name), patch)
 
     def get_greeter(self, namespace: str, name: str) -> Body | None:
-        return self._get(self._greeter_path(namespace, name))
+        return self.transport.get(self._greeter_path(namespace, name))
 
     def patch_greeter_status(self, namespace: str, name: str, patch: Body) -> Body:
-        return self._request(
-            "PATCH", self._greeter_path(namespace, name) + "/status", patch, self.MERGE_PATCH
-        )
+        return kube_status.patch_status(self.transport, self._greeter_path(namespace, name), patch)

@@ -29,22 +29,19 @@ class Failure:
 
 
 def _children_differences(
-    greeter: Mapping[str, Any],
+    desired: manifests.Desired,
     deployment: Mapping[str, Any] | None,
     service: Mapping[str, Any] | None,
-    settings: OperatorSettings,
 ) -> list[str]:
-    owner = manifests.Owner.from_body(greeter)
-    spec = manifests.GreeterSpec.from_spec(greeter.get("spec") or {})
     found: list[str] = []
-    for kind, desired, live in (
-        ("Deployment", manifests.build_deployment(owner, spec, settings), deployment),
-        ("Service", manifests.build_service(owner, spec), service),
+    for kind, wanted, live in (
+        ("Deployment", desired.deployment, deployment),
+        ("Service", desired.service, service),
     ):
         if live is None:
             found.append(f"{kind} missing")
         else:
-            found.extend(f"{kind} {path}" for path in manifests.child_differences(desired, live))
+            found.extend(f"{kind} {path}" for path in manifests.child_differences(wanted, live))
     return found
 
 
@@ -72,12 +69,16 @@ def compute_status(
     *,
     failure: Failure | None = None,
     now: datetime.datetime | None = None,
+    desired: manifests.Desired | None = None,
 ) -> dict[str, Any]:
+    """The status the Greeter should have; ``desired`` is :func:`manifests.desired_for` of it
+    (computed here when the caller has not already)."""
     meta = greeter["metadata"]
     generation = meta.get("generation")
     previous = greeter.get("status") or {}
-    spec = manifests.GreeterSpec.from_spec(greeter.get("spec") or {})
-    diffs = _children_differences(greeter, deployment, service, settings)
+    desired = desired or manifests.desired_for(greeter, settings)
+    spec = desired.spec
+    diffs = _children_differences(desired, deployment, service)
     in_sync = not diffs and failure is None
 
     if failure is not None:

@@ -25,15 +25,18 @@ import kopf
 
 from kopfscale import metrics as operator_metrics
 from kopfscale.conditions import rfc3339, utcnow
+from kopfscale.kube import backoff as shared_backoff
+from kopfscale.kube import indexes
+from kopfscale.kube.errors import ApiError
+from kopfscale.kube.status import merge_patch_between
 from kopfscale.scaledapp import deployment, policy, sources
 from kopfscale.scaledapp import status as st
 from kopfscale.scaledapp.history import History, parse_time
 from kopfscale.scaledapp.policy import Decision
 from kopfscale.scaledapp.sources import MetricReading, SourceContext
 from kopfscale.scaledapp.spec import ScaledAppSpec, SpecError, parse
-from kopfscale.scaledapp.workload import ApiException, ScaleState, ScaleTarget, TargetError
+from kopfscale.scaledapp.workload import ScaleState, ScaleTarget, TargetError
 
-BACKOFF_MAX = 60.0  # seconds between retries of an unusable target
 INVALID_SPEC_RETRY = 30.0
 
 
@@ -46,14 +49,6 @@ class Api(Protocol):
     def ensure_deployment(self, manifest: Mapping[str, Any], owner_uid: str) -> tuple[str, ScaleState]: ...
     def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None: ...
     def post_event(self, body: kopf.Body, type_: str, reason: str, message: str) -> None: ...
-
-
-def backoff(failures: int) -> float:
-    """Seconds before retrying after the ``failures``-th failure in a row: 1, 2, 4, … capped at a minute.
-
-    The one backoff of both controllers (the Greeter's retries and the ScaledApp's rounds).
-    """
-    return float(min(2 ** max(failures - 1, 0), BACKOFF_MAX))
 
 
 def announce_deployment(api: Api, body: kopf.Body, action: str, logger: kopf.Logger | logging.Logger) -> None:
@@ -124,7 +119,7 @@ class Autoscaler:
 
     def backoff(self) -> float:
         self.failed_rounds += 1
-        return backoff(self.failed_rounds)
+        return shared_backoff(self.failed_rounds)
 
     async def tick(self) -> float:
         """One round; the seconds until the next one."""
@@ -183,16 +178,11 @@ class Autoscaler:
             return target, scale
         except TargetError as e:
             raise NotReady(e.reason, e.message) from None
-        except ApiException as e:
-            raise NotReady("ApiError", f"reading the workload failed: {e.status} {e.reason}") from None
+        except ApiError as e:
+            raise NotReady(e.condition_reason(), f"reading the workload failed: {e}") from None
 
     def indexed_deployment(self) -> dict[str, Any] | None:
-        index = self.deployments
-        key = (self.namespace, self.name)
-        if index is None or key not in index:
-            return None
-        values = list(index[key])
-        return dict(values[0]) if values else None
+        return indexes.lookup(self.deployments, (self.namespace, self.name))
 
     # --- decide --------------------------------------------------------------------------------
     def decide(self, spec: ScaledAppSpec, seen: Observation, now: datetime.datetime) -> Decision:
@@ -212,8 +202,8 @@ class Autoscaler:
         if spec.mode == "Auto" and d.desired != d.current:
             try:
                 await self.call(self.api.patch_scale, target, d.desired)
-            except (TargetError, ApiException) as e:
-                message = e.message if isinstance(e, TargetError) else f"{e.status} {e.reason}"
+            except (TargetError, ApiError) as e:
+                message = e.message if isinstance(e, TargetError) else str(e)
                 self.api.post_event(
                     self.body, "Warning", "ScaleFailed", f"scaling {target} to {d.desired}: {message}"
                 )
@@ -309,8 +299,10 @@ class Autoscaler:
         if not st.changed(previous, new):
             return
         try:
-            await self.call(self.api.patch_status, self.namespace, self.name, st.to_patch(previous, new))
-        except ApiException as e:
+            await self.call(
+                self.api.patch_status, self.namespace, self.name, merge_patch_between(previous, new)
+            )
+        except ApiError as e:
             if e.status == 404:  # deleted meanwhile; the loop is being stopped
                 return
             raise
@@ -320,9 +312,6 @@ class Autoscaler:
     async def call(fn: Callable[..., Any], *args: Any) -> Any:
         """A blocking API call, off the event loop."""
         return await asyncio.to_thread(fn, *args)
-
-
-Rounds = Callable[[], Awaitable[float]]
 
 
 class Stopped(Protocol):

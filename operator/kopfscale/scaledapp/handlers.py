@@ -12,22 +12,36 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
 
-from kopfscale import GROUP, VERSION
+from kopfscale import GROUP, SCALEDAPPS, VERSION
+from kopfscale.kube import backoff, indexes
 from kopfscale.scaledapp import deployment, sources
-from kopfscale.scaledapp.api import KubeApi
-from kopfscale.scaledapp.autoscaler import Autoscaler, announce_deployment, backoff, run
+from kopfscale.scaledapp.autoscaler import Api, Autoscaler, announce_deployment, run
 from kopfscale.scaledapp.spec import SpecError, parse
 from kopfscale.scaledapp.workload import TargetError
 
-PLURAL = "scaledapps"
+PLURAL = SCALEDAPPS
 WAKE_MEMO_KEY = "autoscaler_wake"  # the per-object memo's event: "the spec changed, start a round"
+MEMO_KEY = "scaledapp"
 
-#: The API the handlers and loops use; tests may replace it with a fake.
-api = KubeApi()
+
+@dataclass(frozen=True)
+class Wiring:
+    """What the ScaledApp handlers are given by the composition root (``kopfscale.app.wire``)."""
+
+    api: Api
+
+
+def wiring(memo: Mapping[str, Any]) -> Wiring:
+    found = memo.get(MEMO_KEY)
+    if not isinstance(found, Wiring):
+        raise RuntimeError("the ScaledApp controller is not wired (load the handlers with kopfscale.app)")
+    return found
 
 
 @kopf.on.startup()
@@ -43,8 +57,8 @@ async def close_sources(**_: Any) -> None:
 @kopf.index("apps", "v1", "deployments", labels={deployment.SCALEDAPP_LABEL: kopf.PRESENT})
 def scaledapp_deployment_index(
     body: kopf.Body, namespace: str | None, name: str, **_: Any
-) -> dict[tuple[str | None, str], dict[str, Any]]:
-    return {(namespace, name): deployment.trim_deployment(body)}
+) -> dict[tuple[str | None, str], str]:
+    return {(namespace, name): indexes.pack(deployment.trim_deployment(body))}
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -59,9 +73,11 @@ def reconcile_workload(
     uid: str,
     retry: int,
     logger: kopf.Logger,
+    memo: kopf.Memo,
     **_: Any,
 ) -> None:
     assert namespace is not None  # the CRD is namespaced
+    api = wiring(memo).api
     try:
         parsed = parse(spec)
     except SpecError as e:
@@ -85,7 +101,7 @@ async def autoscale(
     scaledapp_deployment_index: kopf.Index[Any, Any] | None = None,
     **_: Any,
 ) -> None:
-    loop = Autoscaler(body, logger, api, scaledapp_deployment_index)
+    loop = Autoscaler(body, logger, wiring(memo).api, scaledapp_deployment_index)
     wake = memo[WAKE_MEMO_KEY] = asyncio.Event()  # memo is this object's own (kopf copies it per object)
     await run(loop, stopped, wake, logger)
 

@@ -166,19 +166,3 @@ def changed(previous: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     if strip(previous) != strip(new):
         return True
     return not conditions_equal_ignoring_time(previous.get("conditions"), new.get("conditions"))
-
-
-def to_patch(previous: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """A JSON merge patch from ``previous`` to ``new`` (objects merged, lists replaced, None deletes)."""
-    patch: dict[str, Any] = {}
-    for key in previous.keys() - new.keys():
-        patch[key] = None
-    for key, value in new.items():
-        old = previous.get(key)
-        if isinstance(value, Mapping) and isinstance(old, Mapping):
-            sub = to_patch(old, value)
-            if sub:
-                patch[key] = sub
-        elif value != old:
-            patch[key] = value
-    return patch

@@ -2,8 +2,8 @@
 
 Every workload is read and scaled the same way, through ``/apis/{group}/{version}/namespaces/
 {namespace}/{plural}/{name}/scale``: a Deployment, a StatefulSet, a Greeter, anything with a scale
-subresource. The plural is found by API discovery (cached). Calls are synchronous (the official
-client); the async handlers run them in threads.
+subresource. The plural is found by API discovery (cached). Calls are synchronous (the shared
+transport); the autoscaler runs them in threads.
 """
 
 from __future__ import annotations
@@ -14,15 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import kubernetes
-
-from kopfscale import kube
+from kopfscale.kube.errors import ApiError
+from kopfscale.kube.transport import Transport, path
 from kopfscale.scaledapp.spec import ScaledAppSpec, ScaleTargetRef
 
 DISCOVERY_TTL = 300.0  # seconds a positive discovery answer is trusted
-REQUEST_TIMEOUT = 10.0  # seconds per API call, so a hung API server never stalls a loop forever
-
-ApiException = kubernetes.client.exceptions.ApiException
 
 
 class TargetError(Exception):
@@ -46,6 +42,10 @@ class ScaleTarget:
     def __str__(self) -> str:
         return f"{self.kind}/{self.name}"
 
+    @property
+    def scale_path(self) -> str:
+        return path(self.group, self.version, self.plural, self.namespace, self.name, "scale")
+
 
 @dataclass(frozen=True)
 class ScaleState:
@@ -54,63 +54,66 @@ class ScaleState:
     selector: str | None  # label selector of the pods (for resource metrics)
 
 
-_discovery: dict[tuple[str, str], tuple[float, dict[str, tuple[str, bool]]]] = {}
-_discovery_lock = threading.Lock()
+class Discovery:
+    """kind -> (plural, has a /scale subresource) per group/version, asked once in a while."""
 
+    def __init__(self, transport: Transport, ttl: float = DISCOVERY_TTL) -> None:
+        self.transport, self.ttl = transport, ttl
+        self._cache: dict[tuple[str, str], tuple[float, dict[str, tuple[str, bool]]]] = {}
+        self._lock = threading.Lock()
 
-def _resources(group: str, version: str) -> dict[str, tuple[str, bool]]:
-    """kind -> (plural, has a /scale subresource) for one group/version, cached for a while."""
-    key = (group, version)
-    with _discovery_lock:
-        cached = _discovery.get(key)
-        if cached and time.monotonic() - cached[0] < DISCOVERY_TTL:
-            return cached[1]
-    try:
-        listing = kube.custom_objects().get_api_resources(group, version, _request_timeout=REQUEST_TIMEOUT)
-    except ApiException as e:
-        if e.status == 404:
+    def resources(self, group: str, version: str) -> dict[str, tuple[str, bool]]:
+        key = (group, version)
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached and time.monotonic() - cached[0] < self.ttl:
+                return cached[1]
+        try:
+            listing = self.transport.request("GET", f"/apis/{group}/{version}")
+        except ApiError as e:
+            if e.status == 404:
+                raise TargetError(
+                    "KindNotFound", f"the API {group}/{version} is not served by this cluster"
+                ) from None
+            raise
+        entries = [r for r in listing.get("resources") or [] if isinstance(r, Mapping)]
+        names = {str(r.get("name")) for r in entries}
+        result: dict[str, tuple[str, bool]] = {}
+        for r in entries:
+            name = str(r.get("name"))
+            if "/" not in name:
+                result[str(r.get("kind"))] = (name, f"{name}/scale" in names)
+        with self._lock:
+            self._cache[key] = (time.monotonic(), result)
+        return result
+
+    def forget(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    def resolve(self, ref: ScaleTargetRef, namespace: str) -> ScaleTarget:
+        if not ref.group:
+            raise TargetError("NoScaleSubresource", f"{ref.kind} in the core API group is not supported")
+        resources = self.resources(ref.group, ref.version)
+        if ref.kind not in resources:
+            self.forget()  # a CRD may have been installed since
+            raise TargetError("KindNotFound", f"the kind {ref.kind} is not served by {ref.api_version}")
+        plural, scalable = resources[ref.kind]
+        if not scalable:
             raise TargetError(
-                "KindNotFound", f"the API {group}/{version} is not served by this cluster"
-            ) from None
-        raise
-    names = {r.name for r in listing.resources}
-    result: dict[str, tuple[str, bool]] = {}
-    for r in listing.resources:
-        if "/" not in r.name:
-            result[r.kind] = (r.name, f"{r.name}/scale" in names)
-    with _discovery_lock:
-        _discovery[key] = (time.monotonic(), result)
-    return result
+                "NoScaleSubresource",
+                f"{ref.kind} ({ref.api_version}) has no /scale subresource, so it cannot be scaled",
+            )
+        return ScaleTarget(ref.group, ref.version, plural, ref.kind, ref.name, namespace)
+
+    def target_of(self, spec: ScaledAppSpec, name: str, namespace: str) -> ScaleTarget:
+        if spec.scale_target_ref is not None:
+            return self.resolve(spec.scale_target_ref, namespace)
+        return ScaleTarget("apps", "v1", "deployments", "Deployment", name, namespace)
 
 
-def forget_discovery() -> None:
-    with _discovery_lock:
-        _discovery.clear()
-
-
-def resolve(ref: ScaleTargetRef, namespace: str) -> ScaleTarget:
-    if not ref.group:
-        raise TargetError("NoScaleSubresource", f"{ref.kind} in the core API group is not supported")
-    resources = _resources(ref.group, ref.version)
-    if ref.kind not in resources:
-        forget_discovery()  # a CRD may have been installed since
-        raise TargetError("KindNotFound", f"the kind {ref.kind} is not served by {ref.api_version}")
-    plural, scalable = resources[ref.kind]
-    if not scalable:
-        raise TargetError(
-            "NoScaleSubresource",
-            f"{ref.kind} ({ref.api_version}) has no /scale subresource, so it cannot be scaled",
-        )
-    return ScaleTarget(ref.group, ref.version, plural, ref.kind, ref.name, namespace)
-
-
-def target_of(spec: ScaledAppSpec, name: str, namespace: str) -> ScaleTarget:
-    if spec.scale_target_ref is not None:
-        return resolve(spec.scale_target_ref, namespace)
-    return ScaleTarget("apps", "v1", "deployments", "Deployment", name, namespace)
-
-
-def _state(obj: Mapping[str, Any]) -> ScaleState:
+def scale_state(obj: Mapping[str, Any]) -> ScaleState:
+    """A ``/scale`` object (autoscaling/v1 Scale) as the autoscaler reads it."""
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
     selector = status.get("selector")
@@ -121,44 +124,24 @@ def _state(obj: Mapping[str, Any]) -> ScaleState:
     )
 
 
-def _raise_for(e: ApiException, target: ScaleTarget) -> None:
+def target_error(e: ApiError, target: ScaleTarget) -> Exception:
+    """What a refused ``/scale`` request means for the ScaledApp (a TargetError), else ``e`` itself."""
     if e.status == 404:
-        raise TargetError(
-            "TargetNotFound", f"{target} does not exist in namespace {target.namespace}"
-        ) from None
+        return TargetError("TargetNotFound", f"{target} does not exist in namespace {target.namespace}")
     if e.status == 403:
-        raise TargetError("Forbidden", f"not allowed to scale {target}: {e.reason}") from None
-    raise e
+        return TargetError("Forbidden", f"not allowed to scale {target}: {e.message}")
+    return e
 
 
-def read_scale(target: ScaleTarget) -> ScaleState:
+def read_scale(transport: Transport, target: ScaleTarget) -> ScaleState:
     try:
-        obj = kube.custom_objects().get_namespaced_custom_object_scale(
-            target.group,
-            target.version,
-            target.namespace,
-            target.plural,
-            target.name,
-            _request_timeout=REQUEST_TIMEOUT,
-        )
-    except ApiException as e:
-        _raise_for(e, target)
-        raise
-    return _state(obj)  # type: ignore[arg-type]  # the client returns the JSON object
+        return scale_state(transport.request("GET", target.scale_path))
+    except ApiError as e:
+        raise target_error(e, target) from None
 
 
-def patch_scale(target: ScaleTarget, replicas: int) -> ScaleState:
+def patch_scale(transport: Transport, target: ScaleTarget, replicas: int) -> ScaleState:
     try:
-        obj = kube.custom_objects().patch_namespaced_custom_object_scale(
-            target.group,
-            target.version,
-            target.namespace,
-            target.plural,
-            target.name,
-            {"spec": {"replicas": replicas}},
-            _request_timeout=REQUEST_TIMEOUT,
-        )
-    except ApiException as e:
-        _raise_for(e, target)
-        raise
-    return _state(obj)  # type: ignore[arg-type]  # the client returns the JSON object
+        return scale_state(transport.merge_patch(target.scale_path, {"spec": {"replicas": replicas}}))
+    except ApiError as e:
+        raise target_error(e, target) from None

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from kopfscale.devcluster.metrics import USAGE_CPU_ANNOTATION, USAGE_MEMORY_ANNOTATION
 from kopfscale.scaledapp.sources import MetricReading
+from kopfscale_devcluster.metrics import USAGE_CPU_ANNOTATION, USAGE_MEMORY_ANNOTATION
 
 from ...conftest import Cluster
 from ...helpers import wait_for

@@ -1,4 +1,4 @@
-"""The resource source through the official Kubernetes client against a local fake API server
+"""The resource source through the shared kube transport against a local fake API server
 serving recorded metrics.k8s.io and core/v1 responses (a real metrics-server is the lead's job)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 import kubernetes
 import pytest
 
-from kopfscale import kube
-from kopfscale.scaledapp.sources import MetricReading
+from kopfscale.kube import Transport
+from kopfscale.scaledapp.sources import MetricReading, resource
 
 from .servers import Reply, StubServer
 from .util import read_once, read_timed
@@ -60,7 +60,7 @@ PODS = {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": [pod("we
 def fake_api(stub_server: StubServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[StubServer]:
     configuration = kubernetes.client.Configuration(host=stub_server.url)
     client = kubernetes.client.ApiClient(configuration)
-    monkeypatch.setattr(kube, "api_client", lambda: client)
+    monkeypatch.setattr(resource.SCALER, "transport", Transport(client=lambda: client))
     stub_server.reply(METRICS_PATH, Reply(body=json.dumps(POD_METRICS).encode()))
     stub_server.reply(PODS_PATH, Reply(body=json.dumps(PODS).encode()))
     yield stub_server

@@ -132,6 +132,11 @@ def http_url(config: Config, field: str) -> str:
     return url
 
 
+def describe_url(kind: str, url: Any) -> str:
+    """``<kind> <url>`` for a source's label, credentials redacted; just ``<kind>`` without a URL."""
+    return f"{kind} {redact_url(url)}" if isinstance(url, str) and url else kind
+
+
 def redact_url(url: str) -> str:
     """The URL without user:password (error messages end up in the ScaledApp's status)."""
     try:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import aiohttp
 
-from kopfscale.scaledapp.sources.base import SourceError, _oneline
+from kopfscale.scaledapp.sources.base import ConfigT, Scaler, SourceError, _oneline, describe_url
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # we read numbers, not data dumps: refuse absurdly large responses
 #: Open connections to metric endpoints, per HTTP scaler. Reads take milliseconds, so a few dozen
@@ -52,6 +53,25 @@ class HttpClient:
         async with self._session.get(url, headers=dict(headers), params=params) as response:
             body = await read_body(response)
             return Response(response.status, response.reason, response.content_type, body)
+
+
+class HttpScaler(Scaler[ConfigT]):
+    """A scaler that reads over HTTP: its :class:`HttpClient` opens and closes with the operator,
+    and its label is its type and the URL in ``url_field`` (credentials redacted)."""
+
+    url_field: ClassVar[str]
+
+    def __init__(self) -> None:
+        self.client = HttpClient()
+
+    def describe(self, config: Mapping[str, Any]) -> str:
+        return describe_url(self.type, config.get(self.url_field))
+
+    async def open(self) -> None:
+        await self.client.open()
+
+    async def close(self) -> None:
+        await self.client.close()
 
 
 async def read_body(response: aiohttp.ClientResponse, limit: int = MAX_BODY_BYTES) -> bytes:

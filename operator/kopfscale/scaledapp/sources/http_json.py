@@ -19,11 +19,9 @@ from kopfscale.scaledapp.sources import fetch
 from kopfscale.scaledapp.sources.base import (
     Config,
     Meaning,
-    Scaler,
     SourceContext,
     SourceError,
     http_url,
-    redact_url,
     required_str,
     to_number,
 )
@@ -95,27 +93,17 @@ def extract_value(doc: Any, value_location: str) -> float:
     return to_number(matches[0].value, f"the value at {value_location!r}")
 
 
-def describe(config: Config) -> str:
-    url = config.get("url")
-    return f"http {redact_url(url)}" if isinstance(url, str) and url else "http"
-
-
-class HttpScaler(Scaler[HttpConfig]):
+class HttpJsonScaler(fetch.HttpScaler[HttpConfig]):
     """``GET url``, one number at ``valueLocation``: a total for the workload (KEDA's metrics-api)."""
 
     type = "http"
     meaning = Meaning.TOTAL
-
-    def __init__(self) -> None:
-        self.client = fetch.HttpClient()
+    url_field = "url"
 
     def parse(self, config: Config, target_type: str | None) -> HttpConfig:
         parsed = parse_config(config)
         compile_checked(parsed.value_location)
         return parsed
-
-    def describe(self, config: Config) -> str:
-        return describe(config)
 
     async def read(self, config: HttpConfig, ctx: SourceContext) -> float:
         headers = {"Accept": "application/json", **config.headers}
@@ -124,11 +112,6 @@ class HttpScaler(Scaler[HttpConfig]):
             raise fetch.http_status_error(response.status, response.reason, response.body)
         return extract_value(parse_document(response.body), config.value_location)
 
-    async def open(self) -> None:
-        await self.client.open()
 
-    async def close(self) -> None:
-        await self.client.close()
-
-
-SCALER = HttpScaler()
+SCALER = HttpJsonScaler()
+describe = SCALER.describe

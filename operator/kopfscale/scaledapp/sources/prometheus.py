@@ -16,11 +16,9 @@ from kopfscale.scaledapp.sources import fetch
 from kopfscale.scaledapp.sources.base import (
     Config,
     Meaning,
-    Scaler,
     SourceContext,
     SourceError,
     http_url,
-    redact_url,
     required_str,
     to_number,
 )
@@ -124,25 +122,15 @@ def _snippet(body: bytes) -> str:
     return " ".join(body[:200].decode("utf-8", errors="replace").split())
 
 
-def describe(config: Config) -> str:
-    address = config.get("serverAddress")
-    return f"prometheus {redact_url(address)}" if isinstance(address, str) and address else "prometheus"
-
-
-class PrometheusScaler(Scaler[PrometheusConfig]):
+class PrometheusScaler(fetch.HttpScaler[PrometheusConfig]):
     """An instant query yielding one number: a total for the workload (KEDA's prometheus scaler)."""
 
     type = "prometheus"
     meaning = Meaning.TOTAL
-
-    def __init__(self) -> None:
-        self.client = fetch.HttpClient()
+    url_field = "serverAddress"
 
     def parse(self, config: Config, target_type: str | None) -> PrometheusConfig:
         return parse_config(config)
-
-    def describe(self, config: Config) -> str:
-        return describe(config)
 
     async def read(self, config: PrometheusConfig, ctx: SourceContext) -> float:
         response = await self.client.get(
@@ -152,11 +140,6 @@ class PrometheusScaler(Scaler[PrometheusConfig]):
         )
         return parse_response(response.status, response.body, ignore_null_values=config.ignore_null_values)
 
-    async def open(self) -> None:
-        await self.client.open()
-
-    async def close(self) -> None:
-        await self.client.close()
-
 
 SCALER = PrometheusScaler()
+describe = SCALER.describe

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import decimal
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import kubernetes
-import urllib3
 
-from kopfscale import kube
+from kopfscale.kube.errors import ApiError
+from kopfscale.kube.transport import Transport, path, transport
 from kopfscale.scaledapp.sources.base import Config, Meaning, Scaler, SourceContext, SourceError, timeout_of
 
 RESOURCES = ("cpu", "memory")
@@ -157,20 +156,6 @@ def _items(doc: Any, what: str) -> list[Mapping[str, Any]]:
     return items
 
 
-def _list_pod_metrics(namespace: str, selector: str, timeout: float) -> Any:
-    return kube.custom_objects().list_namespaced_custom_object(
-        "metrics.k8s.io", "v1beta1", namespace, "pods", label_selector=selector, _request_timeout=timeout
-    )
-
-
-def _list_pods(namespace: str, selector: str, timeout: float) -> Any:
-    # Raw JSON (camelCase dicts) rather than V1Pod models: one shape for the pure function and tests.
-    response: Any = kube.core_v1().list_namespaced_pod(
-        namespace, label_selector=selector, _request_timeout=timeout, _preload_content=False
-    )
-    return json.loads(response.data)
-
-
 def describe(config: Config) -> str:
     name = config.get("name")
     return f"resource {name}" if isinstance(name, str) else "resource"
@@ -182,6 +167,9 @@ class ResourceScaler(Scaler[ResourceConfig]):
     type = "resource"
     meaning = Meaning.PER_POD
 
+    def __init__(self, api: Transport | None = None) -> None:
+        self.transport = api or transport()
+
     def parse(self, config: Config, target_type: str | None) -> ResourceConfig:
         return parse_config(config, target_type, timeout_of(config))
 
@@ -189,29 +177,36 @@ class ResourceScaler(Scaler[ResourceConfig]):
         return describe(config)
 
     async def read(self, config: ResourceConfig, ctx: SourceContext) -> float:
-        return await read_pods(config, ctx)
+        return await read_pods(self.transport, config, ctx)
 
 
-async def read_pods(cfg: ResourceConfig, ctx: SourceContext) -> float:
-    """List the workload's PodMetrics and Pods (in threads: the official client is sync), then compute."""
+async def read_pods(api: Transport, cfg: ResourceConfig, ctx: SourceContext) -> float:
+    """List the workload's PodMetrics and Pods (in threads: the transport is sync), then compute."""
     if not ctx.pod_selector:
         raise SourceError("the workload has no pod selector to find its pods by")
-    # read_metric() enforces the timeout on the await; the client-side timeout makes the worker
-    # threads give up too (after urllib3's retries) instead of lingering on a hung connection.
+    # read() enforces the timeout on the await; the request timeout makes the worker threads
+    # give up too instead of lingering on a hung connection.
     thread_timeout = cfg.timeout
+    query = [("labelSelector", ctx.pod_selector)]
+
+    def list_of(group: str, version: str, plural: str) -> Any:
+        return api.request(
+            "GET", path(group, version, plural, ctx.namespace), query=query, timeout=thread_timeout
+        )
+
     try:
         metrics_doc, pods_doc = await asyncio.gather(
-            asyncio.to_thread(_list_pod_metrics, ctx.namespace, ctx.pod_selector, thread_timeout),
-            asyncio.to_thread(_list_pods, ctx.namespace, ctx.pod_selector, thread_timeout),
+            asyncio.to_thread(list_of, "metrics.k8s.io", "v1beta1", "pods"),
+            asyncio.to_thread(list_of, "", "v1", "pods"),
         )
-    except kubernetes.client.ApiException as e:
+    except ApiError as e:
         if e.status == 404:
             raise SourceError(
                 "metrics.k8s.io/v1beta1 is not served (HTTP 404); install metrics-server"
             ) from None
+        if e.status is None:
+            raise SourceError(f"Kubernetes API request failed: {e.message}") from None
         raise SourceError(f"Kubernetes API error: HTTP {e.status} {e.reason}") from None
-    except urllib3.exceptions.HTTPError as e:
-        raise SourceError(f"Kubernetes API request failed: {e}") from None
     except kubernetes.config.ConfigException as e:
         raise SourceError(f"no Kubernetes API configuration: {e}") from None
     return compute_value(

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kopfscale.devcluster import metrics, pki
-from kopfscale.devcluster.binaries import Binaries, ensure_built
+from kopfscale_devcluster import metrics, pki
+from kopfscale_devcluster.binaries import Binaries, ensure_built
 
 logger = logging.getLogger(__name__)
 

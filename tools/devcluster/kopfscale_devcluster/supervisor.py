@@ -12,7 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
-from kopfscale.devcluster.cluster import LocalCluster
+from kopfscale_devcluster.cluster import LocalCluster
 
 READY_MARKER = "ready"
 PID_FILE = "supervisor.pid"

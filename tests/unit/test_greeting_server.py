@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from kopfscale.greeter.server import wants_json
+from kopfscale_greeting.server import wants_json
 
 MESSAGE = "Grüß dich, 世界 👋 — <b>&</b>"
 

@@ -7,6 +7,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+# The package is installed editable from tools/devcluster/ of a source checkout (it needs build.sh
+# and versions.env beside it), so the checkout is three folders up.
 REPO_ROOT = Path(__file__).resolve().parents[3]
 VERSIONS_FILE = REPO_ROOT / "tools" / "controlplane" / "versions.env"
 BUILD_SCRIPT = REPO_ROOT / "tools" / "controlplane" / "build.sh"

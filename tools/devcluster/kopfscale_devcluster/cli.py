@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from kopfscale.devcluster.binaries import ensure_built
-from kopfscale.devcluster.supervisor import PID_FILE, READY_MARKER
+from kopfscale_devcluster.binaries import ensure_built
+from kopfscale_devcluster.supervisor import PID_FILE, READY_MARKER
 
 
 def _running_pid(state_dir: Path) -> int | None:
@@ -57,7 +57,7 @@ def up(state_dir_arg: str, timeout: float = 120.0) -> int:
     env = {**os.environ, "PATH": os.pathsep.join([*map(str, binaries.bin_dirs), os.environ.get("PATH", "")])}
     with (state_dir / "supervisor.log").open("wb") as log:
         supervisor = subprocess.Popen(
-            [sys.executable, "-m", "kopfscale.devcluster.supervisor", "--state-dir", str(state_dir)],
+            [sys.executable, "-m", "kopfscale_devcluster.supervisor", "--state-dir", str(state_dir)],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

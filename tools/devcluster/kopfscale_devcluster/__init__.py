@@ -5,6 +5,6 @@ built from the official Go modules (``tools/controlplane/build.sh``), the way ku
 envtest and kwokctl do, because this project is tested where Docker and kind are unavailable.
 """
 
-from kopfscale.devcluster.cluster import LocalCluster
+from kopfscale_devcluster.cluster import LocalCluster
 
 __all__ = ["LocalCluster"]
