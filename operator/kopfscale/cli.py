@@ -137,6 +137,26 @@ def greet(message: str, port: int, host: str) -> None:
     serve(message=message, host=host, port=port)
 
 
+@main.command(
+    "simulate",
+    context_settings={
+        "ignore_unknown_options": True,
+        "allow_interspersed_args": False,
+        "help_option_names": [],
+    },
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def simulate(args: tuple[str, ...]) -> None:
+    """What a ScaledApp would do to a metric trace, tick by tick (see docs/what-if.md).
+
+    The real command (options, help) lives in kopfscale.simulate.command, imported only here.
+    """
+    from kopfscale.simulate.command import simulate as command
+
+    command.main(list(args), prog_name="kopfscale simulate")
+
+
 @main.group()
 def cluster() -> None:
     """The local development control plane (etcd, kube-apiserver, ..., kwok)."""

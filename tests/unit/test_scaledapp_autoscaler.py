@@ -9,7 +9,7 @@ from typing import Any
 import kopf
 import pytest
 
-from kopfscale.scaledapp import autoscaler, deployment
+from kopfscale.scaledapp import autoscaler, conflicts, deployment
 from kopfscale.scaledapp.sources import MetricReading, SourceContext
 from kopfscale.scaledapp.workload import ScaleState, ScaleTarget, TargetError
 
@@ -147,6 +147,30 @@ def test_an_unusable_target_is_not_ready_and_backs_off(monkeypatch: pytest.Monke
     assert tick(loop) == 1.0
     ready = next(c for c in fake.status_patches[-1]["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "True"
+
+
+def test_a_target_driven_by_another_autoscaler_is_never_scaled(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = Fake(monkeypatch)
+    fake.values["load"] = 50  # would scale 1 -> 5
+    hpa = conflicts.Autoscaler("2026-01-01T00:00:00Z", "HorizontalPodAutoscaler", "web-hpa", "hpa-uid")
+    rivals: list[conflicts.Autoscaler] = [hpa]
+    seen: list[conflicts.TargetKey] = []
+
+    def lookup(key: conflicts.TargetKey) -> list[conflicts.Autoscaler]:
+        seen.append(key)
+        return list(rivals)
+
+    loop = autoscaler.Autoscaler(body(), logging.getLogger("test"), fake, rivals=lookup)
+    tick(loop)
+    tick(loop)
+    assert fake.scaled == [] and seen[0] == ("ns", "apps", "Deployment", "web")
+    ready = next(c for c in fake.status_patches[-1]["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "Conflict")
+    assert "HorizontalPodAutoscaler web-hpa" in ready["message"]
+    assert [e[:2] for e in fake.events] == [("Warning", "Conflict")], "one event per distinct failure"
+    rivals.clear()  # the HPA is deleted: the conflict clears by itself
+    tick(loop)
+    assert fake.scaled == [5]
 
 
 def test_observe_mode_never_scales_but_tells(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -41,14 +41,14 @@ def pick(mapping: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     return {k: mapping[k] for k in keys if mapping.get(k) is not None}
 
 
-def lookup(index: ObjectIndex | None, key: Any) -> Body | None:
-    """The indexed body of one object (names are unique per namespace and kind), or None."""
+def lookup_all(index: ObjectIndex | None, key: Any) -> list[Body]:
+    """Every indexed body under ``key`` (several objects may share a key), unpacked."""
     if index is None:
-        return None
+        return []
     try:
         store = index[key]
     except KeyError:
-        return None
+        return []
     # The watch may replace the value meanwhile (kopf updates indexes on the event loop, the
     # handlers run in threads); copying the values is atomic enough, a retry covers the rest.
     for _ in range(3):
@@ -56,8 +56,14 @@ def lookup(index: ObjectIndex | None, key: Any) -> Body | None:
             values = list(store)
         except RuntimeError:
             continue
-        return unpack(values[0]) if values else None
-    return None
+        return [unpack(value) for value in values]
+    return []
+
+
+def lookup(index: ObjectIndex | None, key: Any) -> Body | None:
+    """The indexed body of one object (names are unique per namespace and kind), or None."""
+    found = lookup_all(index, key)
+    return found[0] if found else None
 
 
 class RecentWrites:

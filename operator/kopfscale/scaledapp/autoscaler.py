@@ -29,7 +29,7 @@ from kopfscale.kube import backoff as shared_backoff
 from kopfscale.kube import indexes
 from kopfscale.kube.errors import ApiError
 from kopfscale.kube.status import merge_patch_between
-from kopfscale.scaledapp import deployment, policy, sources
+from kopfscale.scaledapp import conflicts, deployment, flapping, policy, sources
 from kopfscale.scaledapp import status as st
 from kopfscale.scaledapp.history import History, parse_time
 from kopfscale.scaledapp.policy import Decision
@@ -83,10 +83,12 @@ class Autoscaler:
         logger: kopf.Logger | logging.Logger,
         api: Api,
         deployments: Mapping[Any, Any] | None = None,
+        rivals: Callable[[conflicts.TargetKey], list[conflicts.Autoscaler]] | None = None,
     ) -> None:
         self.body = body
         self.api = api
         self.deployments = deployments
+        self.rivals = rivals  # every autoscaler indexed for a target (the handlers' indexes)
         self.logger = logger
         previous = body.get("status") or {}
         self.history = History.from_status(previous.get("history"), utcnow())
@@ -96,6 +98,7 @@ class Autoscaler:
             m["name"]: m["error"] for m in previous.get("metrics") or [] if m.get("error")
         }
         self.observed_desired: int | None = None
+        self.flapping = flapping.Tracker()
         self.failed_rounds = 0
         # The parsed spec and the Deployment it asks for, per generation: both are pure
         # functions of the spec, and rebuilding the manifest (copy + hash) every round showed.
@@ -150,6 +153,7 @@ class Autoscaler:
     # --- observe -------------------------------------------------------------------------------
     async def observe(self, spec: ScaledAppSpec, manifest: dict[str, Any] | None) -> Observation:
         target, scale = await self.workload(spec, manifest)
+        self.check_alone(target)
         ctx = SourceContext(
             namespace=self.namespace, pod_selector=scale.selector, now=utcnow, scaledapp=self.name
         )
@@ -180,6 +184,15 @@ class Autoscaler:
             raise NotReady(e.reason, e.message) from None
         except ApiError as e:
             raise NotReady(e.condition_reason(), f"reading the workload failed: {e}") from None
+
+    def check_alone(self, target: ScaleTarget) -> None:
+        """``Conflict`` when another autoscaler drives the target (see :mod:`conflicts`)."""
+        if self.rivals is None:
+            return
+        key = (target.namespace, target.group, target.kind, target.name)
+        other = conflicts.winner(conflicts.entry("ScaledApp", self.body), self.rivals(key))
+        if other is not None:
+            raise NotReady("Conflict", conflicts.message(str(target), other))
 
     def indexed_deployment(self) -> dict[str, Any] | None:
         return indexes.lookup(self.deployments, (self.namespace, self.name))
@@ -241,12 +254,31 @@ class Autoscaler:
             "desiredReplicas": d.desired,
             "lastScaleTime": self.last_scale_time,
             "metrics": [st.metric_status(m) for m in d.metrics],
-            "lastDecision": st.decision_status(d),
+            "lastDecision": st.decision_status(d, now, self.current_status().get("lastDecision")),
             "history": self.history.to_status(),
         }
         conditions = [ready, *st.decision_conditions(d, spec, generation, now)]
+        flapping_condition = self.report_flapping(spec, d, generation, now)
+        if flapping_condition is not None:
+            conditions.append(flapping_condition)
         await self.write(now, generation, conditions, fields)
         operator_metrics.record_round(self.namespace, self.name, spec, d, replicas, conditions)
+
+    def report_flapping(
+        self, spec: ScaledAppSpec, d: Decision, generation: int | None, now: datetime.datetime
+    ) -> dict[str, Any] | None:
+        """The ``Flapping`` condition, and one Warning event when an episode starts (:mod:`flapping`).
+
+        The condition appears with the first episode and stays (``False``) once it has cleared."""
+        cfg = flapping.settings(self.body.meta.get("annotations"))
+        self.flapping, verdict = flapping.assess(self.flapping, spec, d, now, cfg)
+        if verdict.started:
+            self.api.post_event(self.body, "Warning", flapping.EVENT_REASON, verdict.message[:1000])
+            self.logger.warning(f"Flapping: {verdict.message}")
+        shown = any(
+            c.get("type") == flapping.CONDITION for c in self.current_status().get("conditions") or []
+        )
+        return flapping.condition(verdict, cfg, generation, now) if verdict.flapping or shown else None
 
     def announce(self, d: Decision, target: str, up: str, down: str) -> None:
         reason = up if d.desired > d.current else down
@@ -274,7 +306,10 @@ class Autoscaler:
         self, now: datetime.datetime, generation: int | None, reason: str, message: str
     ) -> None:
         if (self.current_status().get("conditions") or []) == [] or self._ready_changed(reason, message):
+            # One log line and one Warning event per distinct failure, not one per retry.
             self.logger.warning(f"Not ready: {reason}: {message}")
+            if reason != "ScaleFailed":  # act() has posted that one with the count it tried
+                self.api.post_event(self.body, "Warning", reason, message[:1000])
         await self.write(now, generation, [st.ready_condition(False, reason, message, generation, now)], {})
         operator_metrics.record_not_ready(self.namespace, self.name)
 

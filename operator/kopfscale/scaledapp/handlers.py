@@ -12,7 +12,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ import kopf
 
 from kopfscale import GROUP, SCALEDAPPS, VERSION
 from kopfscale.kube import backoff, indexes
-from kopfscale.scaledapp import deployment, sources
+from kopfscale.scaledapp import conflicts, deployment, sources
 from kopfscale.scaledapp.autoscaler import Api, Autoscaler, announce_deployment, run
 from kopfscale.scaledapp.spec import SpecError, parse
 from kopfscale.scaledapp.workload import TargetError
@@ -52,6 +53,32 @@ async def open_sources(**_: Any) -> None:
 @kopf.on.cleanup()
 async def close_sources(**_: Any) -> None:
     await sources.close_all()
+
+
+# --- every autoscaler of a workload, by its target: one autoscaler per workload (conflicts.py) ----------
+def _by_target(key: conflicts.TargetKey | None, entry: conflicts.Autoscaler) -> dict[Any, str]:
+    return {} if key is None else {key: indexes.pack(dataclasses.asdict(entry))}
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def scaledapp_target_index(body: kopf.Body, **_: Any) -> dict[Any, str]:
+    return _by_target(conflicts.scaledapp_target(body), conflicts.entry("ScaledApp", body))
+
+
+@kopf.index("autoscaling", "v2", "horizontalpodautoscalers")
+def hpa_target_index(body: kopf.Body, **_: Any) -> dict[Any, str]:
+    """HPAs, and through the HPAs it controls, KEDA's ScaledObjects."""
+    return _by_target(conflicts.hpa_target(body), conflicts.hpa_entry(body))
+
+
+def rivals_in(kwargs: Mapping[str, Any]) -> Callable[[conflicts.TargetKey], list[conflicts.Autoscaler]]:
+    """Every autoscaler the indexes know for a target."""
+    found = [kwargs.get("scaledapp_target_index"), kwargs.get("hpa_target_index")]
+
+    def rivals(key: conflicts.TargetKey) -> list[conflicts.Autoscaler]:
+        return [conflicts.Autoscaler(**body) for index in found for body in indexes.lookup_all(index, key)]
+
+    return rivals
 
 
 @kopf.index("apps", "v1", "deployments", labels={deployment.SCALEDAPP_LABEL: kopf.PRESENT})
@@ -99,9 +126,9 @@ async def autoscale(
     stopped: kopf.DaemonStopped,
     logger: kopf.Logger,
     scaledapp_deployment_index: kopf.Index[Any, Any] | None = None,
-    **_: Any,
+    **kwargs: Any,
 ) -> None:
-    loop = Autoscaler(body, logger, wiring(memo).api, scaledapp_deployment_index)
+    loop = Autoscaler(body, logger, wiring(memo).api, scaledapp_deployment_index, rivals_in(kwargs))
     wake = memo[WAKE_MEMO_KEY] = asyncio.Event()  # memo is this object's own (kopf copies it per object)
     await run(loop, stopped, wake, logger)
 

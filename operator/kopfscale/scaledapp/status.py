@@ -21,7 +21,7 @@ from kopfscale.conditions import (
     make_condition,
     merge_conditions,
 )
-from kopfscale.scaledapp import policy
+from kopfscale.scaledapp import decision_record, policy
 from kopfscale.scaledapp.policy import Decision, MetricEvaluation
 from kopfscale.scaledapp.spec import ScaledAppSpec
 
@@ -64,7 +64,12 @@ def metric_status(m: MetricEvaluation) -> dict[str, Any]:
     return item
 
 
-def decision_status(d: Decision) -> dict[str, Any]:
+def decision_status(
+    d: Decision, now: datetime.datetime | None = None, previous: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """``status.lastDecision``: the summary (``from``, ``to``, ...) and what recomputes it
+    (:func:`decision_record.status_fields`); ``time`` when ``now`` is given (kept from ``previous``
+    while the decision is the same)."""
     result: dict[str, Any] = {
         "from": d.current,
         "to": d.desired,
@@ -74,6 +79,9 @@ def decision_status(d: Decision) -> dict[str, Any]:
     }
     if d.driver:
         result["drivingMetric"] = d.driver
+    result.update(decision_record.status_fields(d))
+    if now is not None:
+        result["time"] = decision_record.decided_at(result, previous, now)
     return result
 
 

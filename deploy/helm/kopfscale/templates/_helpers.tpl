@@ -147,4 +147,9 @@ Argument: (list $ctx $clusterwide).
 - apiGroups: [metrics.k8s.io]
   resources: [pods]
   verbs: [list]
+# ScaledApp: one autoscaler per workload. HPAs (KEDA's among them) are watched, never written,
+# to find the workloads they already drive; a ScaledApp on such a target yields (Conflict).
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [list, watch]
 {{- end -}}
