@@ -10,8 +10,9 @@ The series, for dashboards and alerts:
   ``kopfscale_metric_source_errors_total{namespace, scaledapp, source}``: the autoscaler's
   decisions and failed metric reads (use :func:`record_decision` / :func:`record_source_error`).
 - Per ScaledApp, set by :func:`record_round` at the end of each autoscaling round (the report
-  step) and dropped when the ScaledApp is deleted: ``kopfscale_scaledapp_replicas``,
-  ``_desired_replicas``, ``_min_replicas``, ``_max_replicas`` (``{namespace, scaledapp}``),
+  step) and dropped when the ScaledApp is deleted (an optional delete handler):
+  ``kopfscale_scaledapp_replicas``, ``_desired_replicas``, ``_min_replicas``, ``_max_replicas``
+  (``{namespace, scaledapp}``),
   ``kopfscale_scaledapp_metric_value`` and ``_metric_target`` (``{..., metric}``; absent while
   a metric cannot be read), ``kopfscale_scaledapp_condition{..., condition, status}`` (1 for the
   condition's current status, 0 for the other two, as kube-state-metrics spells conditions).
@@ -207,10 +208,12 @@ def forget(namespace: str, scaledapp: str) -> None:
             counter.remove(*counted)
 
 
-@kopf.on.event("kopfscale.dev", "v1", "scaledapps")
-def forget_deleted(event: kopf.RawEvent, name: str, namespace: str | None, **_: Any) -> None:
-    """A watch event handler (no finalizer): a deleted ScaledApp's series go with it."""
-    if event.get("type") == "DELETED" and namespace:
+@kopf.on.delete("kopfscale.dev", "v1", "scaledapps", optional=True)
+def forget_deleted(name: str, namespace: str | None, **_: Any) -> None:
+    """A deleted ScaledApp's series go with it. ``optional``: no finalizer of its own (the
+    autoscaling daemon's finalizer already makes kopf see the deletion); one run per deletion,
+    where a watch-event handler would run (and log) on every status write."""
+    if namespace:
         forget(namespace, name)
 
 

@@ -147,3 +147,23 @@ def test_the_readme_quick_start_uses_these_samples() -> None:
         assert f"deploy/samples/{sample}" in quick
         assert Path(SAMPLES / sample).exists()
     assert "kubectl scale greeter/hello --replicas=3" in quick
+
+
+def test_a_deleted_scaledapp_leaves_no_series(cluster: Cluster, namespace: str, operator: KopfRunner) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", str(SAMPLES / "greeter.yaml"))
+    cluster.kubectl("apply", "-n", namespace, "-f", str(SAMPLES / "scaledapp.yaml"))
+    labels = {"namespace": namespace, "scaledapp": "hello-hours"}
+    wait_for(
+        lambda: REGISTRY.get_sample_value("kopfscale_scaledapp_replicas", labels) == 4,
+        timeout=60,
+        what="the ScaledApp's series",
+    )
+    cluster.kubectl("delete", "-n", namespace, "scaledapp", "hello-hours", "--wait=true", timeout=60)
+    wait_for(
+        lambda: REGISTRY.get_sample_value("kopfscale_scaledapp_replicas", labels) is None,
+        timeout=30,
+        what="the series dropped",
+    )
+    exposed = [s for f in REGISTRY.collect() for s in f.samples if s.labels.get("namespace") == namespace
+               and s.labels.get("scaledapp") == "hello-hours"]  # fmt: skip
+    assert exposed == []
