@@ -229,6 +229,11 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         spec_with(template={"spec": {}}),
         "spec.template.spec.containers: Required value",
     ),
+    (
+        "template with a name that cannot be a label value",
+        {**spec_with(), "metadata": {"name": "a" * 64}},
+        "spec.template: Invalid value: with spec.template the ScaledApp's name becomes its Deployment's name",
+    ),
 ]
 
 

@@ -477,3 +477,15 @@ def test_explanation_names_values_ratios_and_the_change() -> None:
     assert "max 8 (rps)" in d.explanation
     assert d.explanation.endswith("2 -> 6")
     assert d.reason == policy.SCALE_UP_LIMIT
+
+
+def test_a_ratio_beyond_any_float_is_reported_never_raised() -> None:
+    spec = make([value_metric(target=1e-320)], behavior=no_windows())
+    d = once(spec, 3, {"m": 5.0})
+    assert d.desired == 3 and d.all_failed  # held, like a failed read
+    (m,) = d.metrics
+    assert m.error is not None and "not a finite ratio" in m.error
+    huge = once(make([value_metric(target=1e-290)], behavior=no_windows()), 3, {"m": 1e10})
+    assert huge.metrics[0].recommendation == policy.MAX_PROPOSAL  # an int32, whatever the ratio
+    assert (huge.desired, huge.reason) == (7, policy.SCALE_UP_LIMIT)  # then the policies apply as usual
+    assert "ratio 1.000e+300" in huge.explanation

@@ -124,7 +124,13 @@ class Decision:
         return (self.desired > self.current) - (self.desired < self.current)
 
 
+#: No proposal exceeds the largest replica count Kubernetes accepts (int32).
+MAX_PROPOSAL = 2**31 - 1
+
+
 def _ceil(x: float) -> int:
+    if not x < MAX_PROPOSAL:  # also inf (a finite ratio times many replicas) and NaN
+        return MAX_PROPOSAL
     return math.ceil(x - ROUNDING_EPSILON)
 
 
@@ -149,6 +155,10 @@ def evaluate_metric(
         error = reading.error
         if error is None and (value is None or not math.isfinite(value)):
             error = f"not a finite number: {value!r}"
+    target = metric.target
+    if error is None and value is not None and target is not None and not math.isfinite(value / target.value):
+        # e.g. a target of 1e-320: the ratio overflows; report it like a failed read.
+        error = f"{_fmt(value)} against a target of {target.value:g} is not a finite ratio"
     if error is not None:
         failures = min(previous_failures + 1, max(spec.failure_threshold, 1))
         in_fallback = spec.fallback is not None and failures >= spec.fallback.failure_threshold
@@ -457,7 +467,7 @@ def describe_metric(m: MetricEvaluation) -> str:
     unit = "%" if m.target.type == "Utilization" else ""
     text = f"{m.name}: {_fmt(m.value)}{unit} (target {m.target.type} {_fmt(m.target.value)}{unit}"
     if m.ratio is not None:
-        text += f", ratio {m.ratio:.2f}"
+        text += f", ratio {m.ratio:.2f}" if abs(m.ratio) < 1e6 else f", ratio {m.ratio:.3e}"
     text += ")"
     if m.within_tolerance:
         text += " within tolerance"

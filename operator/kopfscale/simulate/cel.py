@@ -46,7 +46,13 @@ def check(obj: Any, schema: Schema, path: tuple[str | int, ...] = ()) -> list[Fi
             continue
         if isinstance(result, Exception) or not bool(result):
             message = str(rule.get("message") or f"failed rule: {text}")
-            errors.append(FieldError(where, f"Invalid value: {_kind(value)}: {message}"))
+            field_path = rule.get("fieldPath")
+            if isinstance(field_path, str) and field_path:
+                # The API server reports a rule with a fieldPath at that field, without the type.
+                at = (*where, *(part for part in field_path.lstrip(".").split(".") if part))
+                errors.append(FieldError(at, f"Invalid value: {message}"))
+            else:
+                errors.append(FieldError(where, f"Invalid value: {_kind(value)}: {message}"))
     return errors
 
 
