@@ -74,8 +74,9 @@ run: $(VENV_STAMP) ## Run the operator on the local control plane (CLUSTER=curre
 	*) echo "kopfscale: CLUSTER must be local (default) or current, not '$(CLUSTER)'" >&2; exit 2;; \
 	esac
 
-cluster-up: $(VENV_STAMP) controlplane ## Start the local control plane in the background; prints the KUBECONFIG export
-	@$(BIN)/kopfscale cluster up --state-dir $(CLUSTER_DIR)
+PEERS ?=
+cluster-up: $(VENV_STAMP) controlplane ## Start the local control plane in the background (PEERS=1: with KEDA); prints the KUBECONFIG export
+	@$(BIN)/kopfscale cluster up --state-dir $(CLUSTER_DIR) $(if $(filter 1 yes true,$(PEERS)),--peers)
 
 cluster-down: ## Stop the local control plane and every process it started
 	@if [ -x $(BIN)/kopfscale ]; then $(BIN)/kopfscale cluster down --state-dir $(CLUSTER_DIR); fi
@@ -84,8 +85,8 @@ BENCH_ARGS ?=
 bench: $(VENV_STAMP) controlplane ## Benchmarks vs the naive baseline (~30 min; BENCH_ARGS=--quick for a smoke run); writes bench/results/
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-bench-controlplane: $(VENV_STAMP) ## Benchmark the control plane: cold build time, start-to-ready, RSS per process
-	$(BIN)/python bench/controlplane.py
+bench-controlplane: $(VENV_STAMP) ## Benchmark the control plane: cold build time, start-to-ready, RSS per process (PEERS=1: with KEDA)
+	$(BIN)/python bench/controlplane.py $(if $(filter 1 yes true,$(PEERS)),--peers)
 
 CHART_DIR := deploy/helm/kopfscale
 chart-files: ## Copy crds/, deploy/crds/ and deploy/monitoring/rules.yaml into the chart (helm packages no symlinks); tests check the copies

@@ -26,10 +26,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--settle", type=float, default=10.0, help="seconds to idle before reading RSS")
+    parser.add_argument("--peers", action="store_true", help="start KEDA too (LocalCluster(peers=True))")
     args = parser.parse_args()
 
     t0 = time.monotonic()
-    ensure_built()
+    ensure_built(peers=args.peers)
     print(f"ensure_built (warm check or build): {time.monotonic() - t0:.1f} s")
     versions = pinned_versions()
     print("\nCold build time, recorded when each component was built:")
@@ -43,16 +44,17 @@ def main() -> None:
     ready: list[float] = []
     rss: dict[str, list[float]] = {}
     for run in range(args.runs):
-        with LocalCluster() as cluster:
+        with LocalCluster(peers=args.peers) as cluster:
             ready.append(cluster.timings["ready"])
             if run == args.runs - 1:
                 time.sleep(args.settle)
             for name, pid in cluster.pids.items():
                 rss.setdefault(name, []).append(rss_mib(pid))
             t = cluster.timings
+            peers = f", KEDA {t['peers']:.2f} s of it" if "peers" in t else ""
             print(
                 f"  run {run + 1}: ready in {t['ready']:.2f} s "
-                f"(certs {t['pki']:.2f} s, apiserver ready {t['apiserver']:.2f} s)"
+                f"(certs {t['pki']:.2f} s, apiserver ready {t['apiserver']:.2f} s{peers})"
             )
 
     print(

@@ -97,6 +97,33 @@ def cluster() -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="session")
+def peers(cluster: Cluster) -> Cluster:
+    """The session's control plane with KEDA on it (operator + ``external.metrics.k8s.io``), started
+    the first time a test asks for it. A reused cluster (``KOPFSCALE_TEST_KUBECONFIG``) must have
+    been started with ``make cluster-up PEERS=1``."""
+    if cluster.local is not None:
+        cluster.local.start_peers()
+    elif cluster.kubectl("get", "apiservice", "v1beta1.external.metrics.k8s.io", check=False).returncode != 0:
+        pytest.skip("the reused cluster runs without KEDA: start it with make cluster-up PEERS=1")
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def isolated_cluster() -> Iterator[Cluster]:
+    """A control plane of the test module's own (no metrics-server), with crds/ installed, for
+    tests that break it: stop, restart or freeze a component (``isolated_cluster.local``), or put
+    a blackholing proxy in front of its apiserver (``local.proxy()``). The session's ``cluster``
+    stays healthy for every other test. It does not change KUBECONFIG: pass ``.kubeconfig``."""
+    local = LocalCluster(metrics_server=False).start()
+    handle = Cluster(kubeconfig=local.kubeconfig, env=local.env(), local=local)
+    try:
+        _install_crds(handle)
+        yield handle
+    finally:
+        local.stop()
+
+
+@pytest.fixture(scope="session")
 def api(cluster: Cluster) -> pykube.HTTPClient:
     return pykube.HTTPClient(pykube.KubeConfig.from_file(str(cluster.kubeconfig)))
 

@@ -28,6 +28,7 @@ from kopfscale import settings as operator_settings
 from kopfscale.greeter import handlers as greeter_handlers  # registers the Greeter handlers
 from kopfscale.greeter.reconcile import KubeApi as GreeterApi
 from kopfscale.scaledapp import handlers as scaledapp_handlers  # registers the ScaledApp handlers
+from kopfscale.scaledapp import sources
 from kopfscale.scaledapp.api import KubeApi as ScaledAppApi
 
 
@@ -55,13 +56,20 @@ async def widen_thread_pool(**_: Any) -> None:
 
 
 @kopf.on.startup()
-def wire(memo: kopf.Memo, **_: Any) -> None:
-    """Settings read once, one transport, each controller's API on it: given to every handler."""
+async def wire(memo: kopf.Memo, settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:
+    """The operator's settings read once; one transport and each controller's API on it, given to
+    every handler; the metric sources opened with the settings; kopf's scanning as they say."""
+    try:
+        config = operator_settings.load()
+    except operator_settings.SettingsError as e:
+        raise kopf.PermanentError(str(e)) from None
+    if not config.kopf_scanning:
+        settings.scanning.disabled = True
+        logger.info("kopf's namespace and CRD scanning is off: watching the given namespaces only.")
     transport = kube.transport()
-    memo[greeter_handlers.MEMO_KEY] = greeter_handlers.Wiring(
-        api=GreeterApi(transport), settings=operator_settings.load()
-    )
+    memo[greeter_handlers.MEMO_KEY] = greeter_handlers.Wiring(api=GreeterApi(transport), settings=config)
     memo[scaledapp_handlers.MEMO_KEY] = scaledapp_handlers.Wiring(api=ScaledAppApi(transport))
+    await sources.open_all(config)
 
 
 @kopf.on.startup()

@@ -56,6 +56,33 @@ def main() -> None:
     show_default=True,
     help="Start each log line about an object with [namespace/name] (plain and full formats).",
 )
+@click.option(
+    "--egress-allow-cidr",
+    "egress_allow",
+    multiple=True,
+    metavar="CIDR",
+    help="Metric sources may reach this range despite the built-in egress deny list (repeatable).",
+)
+@click.option(
+    "--egress-deny-cidr",
+    "egress_deny",
+    multiple=True,
+    metavar="CIDR",
+    help="Metric sources may never reach this range (repeatable; wins over every allow).",
+)
+@click.option(
+    "--egress-deny-host",
+    "egress_deny_hosts",
+    multiple=True,
+    metavar="PATTERN",
+    help="Metric sources may never reach host names matching this glob, e.g. '*.corp' (repeatable).",
+)
+@click.option(
+    "--egress-allow-loopback/--egress-refuse-loopback",
+    "egress_loopback",
+    default=None,
+    help="Let metric sources reach 127.0.0.0/8 and ::1 (default: allowed outside a cluster, refused in one).",
+)
 def run(
     namespaces: tuple[str, ...],
     clusterwide: bool,
@@ -70,15 +97,24 @@ def run(
     metrics_port: int | None,
     metrics_address: str,
     log_prefix: bool,
+    egress_allow: tuple[str, ...],
+    egress_deny: tuple[str, ...],
+    egress_deny_hosts: tuple[str, ...],
+    egress_loopback: bool | None,
 ) -> None:
     """Run the operator until interrupted. The first line says on which cluster, with which scope."""
     from kopfscale import runinfo
 
+    _egress_options(egress_allow, egress_deny, egress_deny_hosts, egress_loopback)
     if metrics_port is not None:
         os.environ["KOPFSCALE_METRICS_PORT"] = str(metrics_port)  # read by kopfscale.metrics at startup
     os.environ["KOPFSCALE_METRICS_ADDRESS"] = metrics_address
     if clusterwide and namespaces:
         raise click.UsageError("use either --namespace or --all-namespaces, not both")
+    if priority is None and not standalone:
+        from kopfscale.peering import random_priority
+
+        priority = random_priority()  # replicas started alike must differ, or kopf pauses them all
     if not clusterwide and not namespaces:
         env_namespaces = [n for n in os.environ.get("KOPFSCALE_NAMESPACES", "").split(",") if n.strip()]
         if env_namespaces:
@@ -122,6 +158,28 @@ def run(
             priority=priority,
         )
     )
+
+
+def _egress_options(
+    allow: tuple[str, ...], deny: tuple[str, ...], deny_hosts: tuple[str, ...], loopback: bool | None
+) -> None:
+    """The egress flags become the KOPFSCALE_EGRESS_* variables the operator reads (kopfscale.egress),
+    added to what the environment already says; a malformed value stops here, before startup."""
+    from kopfscale import egress
+
+    def extend(key: str, values: tuple[str, ...]) -> None:
+        if values:
+            os.environ[key] = ",".join([*filter(None, [os.environ.get(key, "")]), *values])
+
+    extend(egress.ENV_ALLOW_CIDRS, allow)
+    extend(egress.ENV_DENY_CIDRS, deny)
+    extend(egress.ENV_DENY_HOSTS, deny_hosts)
+    if loopback is not None:
+        os.environ[egress.ENV_ALLOW_LOOPBACK] = "true" if loopback else "false"
+    try:
+        egress.from_env()
+    except egress.PolicyError as e:
+        raise click.UsageError(f"egress policy: {e}") from None
 
 
 @main.command()
@@ -181,9 +239,10 @@ def _devcluster() -> ModuleType:
 
 @cluster.command("up")
 @click.option("--state-dir", default=".cluster", show_default=True)
-def cluster_up(state_dir: str) -> None:
+@click.option("--peers", is_flag=True, help="Also start KEDA (operator + external.metrics.k8s.io server).")
+def cluster_up(state_dir: str, peers: bool) -> None:
     """Start it in the background and print the KUBECONFIG export line."""
-    sys.exit(_devcluster().up(state_dir))
+    sys.exit(_devcluster().up(state_dir, peers=peers))
 
 
 @cluster.command("down")

@@ -1,4 +1,18 @@
-"""Make sure kopf's cluster-wide peering object exists before the operator relies on it.
+"""High availability with kopf's peering: exactly one replica acts, a standby takes over fast.
+
+kopf pauses every operator that sees a live peer of a higher priority — and, to be safe, *all*
+operators when two have the same one. The chart's replicas are started with identical arguments,
+so a fixed priority would pause them all: :func:`random_priority` gives each process its own
+(``kopfscale run`` does so unless ``--priority`` is given or ``--standalone`` is set). The highest
+acts; the others stand by. A replica that stops cleanly withdraws its peering record at once; one
+that dies (SIGKILL, node loss) or is cut off from the API server stops renewing it, and it expires
+after :data:`PEERING_LIFETIME` seconds, when the next-highest resumes (kopf renews every
+lifetime - 5...10 s, at least every second). So a takeover takes at most about ``PEERING_LIFETIME``
+seconds instead of kopf's default 60.
+
+Also here: kopf's peering objects and namespace scanning, below.
+
+Make sure kopf's cluster-wide peering object exists before the operator relies on it.
 
 kopf's peering (``--peering NAME``) keeps a second replica on standby, but only when the
 ``ClusterKopfPeering`` named NAME exists: kopf patches it and never creates it. The Helm chart
@@ -7,7 +21,8 @@ deploy/kubernetes/`` cannot create an object in the same call as its CRD, so the
 it at startup when it is missing. Namespaced peering objects (``KopfPeering``) are always in the
 manifests: the namespaced install needs the CRDs to exist beforehand anyway.
 
-Also here, for the same namespaced installs: ``KOPFSCALE_KOPF_SCANNING=off`` turns off kopf's
+Also for namespaced installs: ``KOPFSCALE_KOPF_SCANNING=off`` (``settings.kopf_scanning``, applied
+by ``app.wire``) turns off kopf's
 cluster-level scanning (listing/watching Namespaces to follow namespace globs, and CRDs to notice
 new resources). A Role cannot grant either, and kopf would retry the 403s with backoff for most
 of a minute before starting; with exact namespaces (the chart's ``watchNamespaces``, or the
@@ -18,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
+import secrets
 from typing import Any
 
 import kopf
@@ -28,7 +43,13 @@ from kopfscale.kube.transport import path, transport
 
 #: kopf's own peering resource (not ours: kopfscale's identity is in ``kopfscale/__init__``).
 KOPF_PEERING_GROUP, KOPF_PEERING_VERSION, KOPF_CLUSTER_PEERINGS = "kopf.dev", "v1", "clusterkopfpeerings"
-SCANNING_ENV = "KOPFSCALE_KOPF_SCANNING"
+#: Seconds a replica's peering record lives without renewal: the takeover bound after a crash.
+PEERING_LIFETIME = 10
+
+
+def random_priority() -> int:
+    """A priority no other replica has (63 random bits: a collision is never seen in practice)."""
+    return 1 + secrets.randbelow(2**62)
 
 
 def ensure_cluster_peering(name: str, logger: logging.Logger | logging.LoggerAdapter[Any]) -> bool:
@@ -63,16 +84,7 @@ def ensure_cluster_peering(name: str, logger: logging.Logger | logging.LoggerAda
 @kopf.on.startup()
 async def ensure_peering_object(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:
     peering = settings.peering
+    peering.lifetime = PEERING_LIFETIME
     if peering.standalone or not peering.mandatory or not peering.clusterwide:
         return
     await asyncio.to_thread(ensure_cluster_peering, peering.name, logger)
-
-
-@kopf.on.startup()
-def configure_scanning(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:
-    value = os.environ.get(SCANNING_ENV, "on").strip().lower()
-    if value not in ("on", "off"):
-        raise kopf.PermanentError(f"{SCANNING_ENV} must be 'on' or 'off', not {value!r}")
-    if value == "off":
-        settings.scanning.disabled = True
-        logger.info("kopf's namespace and CRD scanning is off: watching the given namespaces only.")

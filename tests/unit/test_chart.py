@@ -163,10 +163,14 @@ def test_plain_manifests_are_a_fresh_render(tmp_path: Path) -> None:
         capture_output=True,
         timeout=60,
     )
-    for sub in ("kubernetes", "namespaced"):
-        fresh = (work / "deploy" / sub / "kopfscale.yaml").read_text()
-        committed = (DEPLOY / sub / "kopfscale.yaml").read_text()
-        assert fresh == committed, f"deploy/{sub}/kopfscale.yaml is stale: run deploy/render.sh"
+    for sub in (
+        "kubernetes/kopfscale.yaml",
+        "namespaced/kopfscale.yaml",
+        "admission/kopfscale-admission.yaml",
+    ):
+        fresh = (work / "deploy" / sub).read_text()
+        committed = (DEPLOY / sub).read_text()
+        assert fresh == committed, f"deploy/{sub} is stale: run deploy/render.sh"
 
 
 def rbac_rules(text: str) -> list[tuple[str, dict[str, Any]]]:

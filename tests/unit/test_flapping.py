@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import kopf
-import pytest
 
 from kopfscale.scaledapp import flapping
 from kopfscale.scaledapp.spec import parse
@@ -109,10 +108,10 @@ def test_the_condition() -> None:
     assert (c["status"], c["reason"], c["message"]) == ("False", "Stable", "fine (bad)")
 
 
-def test_the_autoscaler_reports_flapping_with_one_warning_event(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_autoscaler_reports_flapping_with_one_warning_event() -> None:
     from tests.unit.test_scaledapp_autoscaler import Fake, body, tick
 
-    fake = Fake(monkeypatch)
+    fake = Fake()
     obj = body(behavior={"scaleDown": {"stabilizationWindowSeconds": 0}})
     raw = dict(obj)
     raw["metadata"] = {**raw["metadata"], "annotations": {flapping.ANNOTATION_CHANGES: "2"}}

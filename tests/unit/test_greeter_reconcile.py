@@ -325,3 +325,14 @@ def test_handler_failure_is_a_warning_a_condition_and_a_temporary_error(api: Fak
 
 def test_backoff_grows_and_is_capped() -> None:
     assert [backoff(r + 1) for r in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
+
+
+def test_a_failure_that_persists_is_one_warning_not_one_per_retry(api: FakeApi, events: Events) -> None:
+    new_greeter(api)
+    api.put("Service", {"metadata": {"name": "hello", "namespace": "ns"}, "spec": {"ports": []}})
+    for retry in range(3):
+        with pytest.raises(kopf.TemporaryError):
+            handlers.reconcile_children(
+                body=fresh(api), retry=retry, logger=logging.getLogger("t"), memo=wired(api)
+            )
+    assert [e[:2] for e in events.posted if e[0] == "Warning"] == [("Warning", "ChildConflict")]

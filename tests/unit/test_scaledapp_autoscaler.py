@@ -7,7 +7,6 @@ import logging
 from typing import Any
 
 import kopf
-import pytest
 
 from kopfscale.scaledapp import autoscaler, conflicts, deployment
 from kopfscale.scaledapp.sources import MetricReading, SourceContext
@@ -17,7 +16,7 @@ from kopfscale.scaledapp.workload import ScaleState, ScaleTarget, TargetError
 class Fake:
     """The autoscaler's Api, faked: it counts scale and status writes and records events."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self) -> None:
         self.replicas = 1
         self.values: dict[str, float | str] = {"load": 5}
         self.target_error: TargetError | None = None
@@ -26,12 +25,9 @@ class Fake:
         self.events: list[tuple[str, str, str]] = []
         self.target = ScaleTarget("apps", "v1", "deployments", "Deployment", "web", "ns")
 
-        async def read_metric(name: str, source: Any, ctx: SourceContext) -> MetricReading:
-            value = self.values[name]
-            return MetricReading(name, error=value) if isinstance(value, str) else MetricReading(name, value)
-
-        # The metric sources are the one thing still patched: they are not Kubernetes.
-        monkeypatch.setattr(autoscaler.sources, "read", read_metric)
+    async def read_metric(self, name: str, source: Any, ctx: SourceContext) -> MetricReading:
+        value = self.values[name]
+        return MetricReading(name, error=value) if isinstance(value, str) else MetricReading(name, value)
 
     def _scale(self) -> ScaleState:
         if self.target_error:
@@ -60,7 +56,7 @@ class Fake:
         self.events.append((type_, reason, message))
 
     def loop(self, body: kopf.Body) -> autoscaler.Autoscaler:
-        return autoscaler.Autoscaler(body, logging.getLogger("test"), self)
+        return autoscaler.Autoscaler(body, logging.getLogger("test"), self, read=self.read_metric)
 
 
 def body(**spec: Any) -> kopf.Body:
@@ -97,8 +93,8 @@ def tick(loop: autoscaler.Autoscaler) -> float:
     return asyncio.run(loop.tick())
 
 
-def test_a_round_scales_reports_and_only_writes_changes(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = Fake(monkeypatch)
+def test_a_round_scales_reports_and_only_writes_changes() -> None:
+    fake = Fake()
     loop = fake.loop(body())
     assert tick(loop) == 1.0
     assert fake.scaled == [] and len(fake.status_patches) == 1
@@ -135,8 +131,8 @@ def test_a_round_scales_reports_and_only_writes_changes(monkeypatch: pytest.Monk
     assert fake.events[-1][1] == "MetricRecovered"
 
 
-def test_an_unusable_target_is_not_ready_and_backs_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = Fake(monkeypatch)
+def test_an_unusable_target_is_not_ready_and_backs_off() -> None:
+    fake = Fake()
     fake.target_error = TargetError("TargetNotFound", "Deployment/web does not exist in namespace ns")
     loop = fake.loop(body())
     assert [tick(loop) for _ in range(4)] == [1.0, 2.0, 4.0, 8.0]
@@ -149,8 +145,8 @@ def test_an_unusable_target_is_not_ready_and_backs_off(monkeypatch: pytest.Monke
     assert ready["status"] == "True"
 
 
-def test_a_target_driven_by_another_autoscaler_is_never_scaled(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = Fake(monkeypatch)
+def test_a_target_driven_by_another_autoscaler_is_never_scaled() -> None:
+    fake = Fake()
     fake.values["load"] = 50  # would scale 1 -> 5
     hpa = conflicts.Autoscaler("2026-01-01T00:00:00Z", "HorizontalPodAutoscaler", "web-hpa", "hpa-uid")
     rivals: list[conflicts.Autoscaler] = [hpa]
@@ -160,7 +156,9 @@ def test_a_target_driven_by_another_autoscaler_is_never_scaled(monkeypatch: pyte
         seen.append(key)
         return list(rivals)
 
-    loop = autoscaler.Autoscaler(body(), logging.getLogger("test"), fake, rivals=lookup)
+    loop = autoscaler.Autoscaler(
+        body(), logging.getLogger("test"), fake, rivals=lookup, read=fake.read_metric
+    )
     tick(loop)
     tick(loop)
     assert fake.scaled == [] and seen[0] == ("ns", "apps", "Deployment", "web")
@@ -173,8 +171,8 @@ def test_a_target_driven_by_another_autoscaler_is_never_scaled(monkeypatch: pyte
     assert fake.scaled == [5]
 
 
-def test_observe_mode_never_scales_but_tells(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = Fake(monkeypatch)
+def test_observe_mode_never_scales_but_tells() -> None:
+    fake = Fake()
     fake.values["load"] = 50
     loop = fake.loop(body(mode="Observe"))
     tick(loop)

@@ -55,7 +55,7 @@ def test_one_number(location: str, expected: float) -> None:
         ("$..depth", "matched 9 values"),
         ("$.queues.flag.depth", "is a boolean (true)"),
         ("$.queues.nothing.depth", "is null"),
-        ("$.queues.text.depth", "non-numeric string 'many'"),
+        ("$.queues.text.depth", "non-numeric string (4 characters)"),
         ("$.queues.nan.depth", "expected a finite number"),
         ("$.queues.inf.depth", "expected a finite number"),
         ("$.queues.nested.depth", "is an object, expected a number"),

@@ -56,7 +56,7 @@ def test_one_number(body: bytes, expected: float) -> None:
         (200, ok("scalar", "7"), "not a [timestamp, value] pair"),
         (200, ok("matrix", [{"metric": {}, "values": [[1, "1"], [2, "2"]]}]), "range vector (matrix)"),
         (200, ok("string", [1700000000, "hello"]), "returned a string"),
-        (200, ok("table", []), "unexpected resultType 'table'"),
+        (200, ok("table", []), "unexpected resultType (not scalar, vector, matrix or string)"),
         (200, b'{"status": "success"}', "no 'data' object"),
         (200, b"<html>not prometheus</html>", "not a Prometheus API JSON object"),
         (200, b"", "not a Prometheus API JSON object"),
@@ -65,14 +65,15 @@ def test_one_number(body: bytes, expected: float) -> None:
         (
             400,
             b'{"status":"error","errorType":"bad_data","error":"invalid parameter \\"query\\": parse error"}',
-            'HTTP 400: bad_data: invalid parameter "query": parse error',
+            "HTTP 400: bad_data (run the query in Prometheus to see its message)",
         ),
+        (400, b'{"status":"error","errorType":"s3cr3t","error":"s3cr3t"}', "HTTP 400: query failed"),
         (
             422,
             b'{"status":"error","errorType":"execution","error":"many-to-many matching"}',
             "HTTP 422: execution",
         ),
-        (503, b"Service Unavailable", "HTTP 503: Service Unavailable"),
+        (503, b"Service Unavailable", "HTTP 503 Service Unavailable (no content type, 19 bytes)"),
         (502, b"", "HTTP 502"),
         (200, b'{"status":"error","errorType":"timeout","error":"query timed out"}', "HTTP 200: timeout"),
     ],
@@ -81,15 +82,15 @@ def test_errors(status: int, body: bytes, message: str) -> None:
     with pytest.raises(SourceError, match=None) as excinfo:
         parse_response(status, body)
     assert message in str(excinfo.value)
+    assert "s3cr3t" not in str(excinfo.value) and "parse error" not in str(excinfo.value)
 
 
-def test_two_series_message_names_the_series() -> None:
+def test_two_series_message_counts_the_series_without_quoting_their_labels() -> None:
     body = ok("vector", [sample("1", pod="a", app="web"), sample("2", pod="b", app="web")])
     with pytest.raises(SourceError) as excinfo:
         parse_response(200, body)
-    assert str(excinfo.value) == (
-        'query returned 2 series, expected one number ({app="web", pod="a"}, {app="web", pod="b"}); '
-        "aggregate it, e.g. with sum(...)"
+    assert (
+        str(excinfo.value) == "query returned 2 series, expected one number; aggregate it, e.g. with sum(...)"
     )
 
 

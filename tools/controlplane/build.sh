@@ -3,7 +3,7 @@
 #
 # Binaries land in ~/.cache/kopfscale/<component>-<version>/bin/ and are reused while that
 # folder is complete, so only a cold machine pays the build. Usage: build.sh [component...]
-# (default: all). Components: kubernetes etcd kwok helm metrics-server.
+# (default: all). Components: kubernetes etcd kwok helm metrics-server keda.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -75,8 +75,47 @@ build_kwok() { build_component kwok "$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwok";
 build_helm() { build_component helm "$HELM_VERSION" "helm.sh/helm/v3/cmd/helm" "" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"; }
 build_metrics_server() { build_component metrics-server "$METRICS_SERVER_VERSION" "sigs.k8s.io/metrics-server/cmd/metrics-server"; }
 
+module_file() {
+    # module_file MODULE VERSION FIELD: a path `go mod download -json` reports (GoMod, Dir, ...).
+    (cd "$(mktemp -d)" && go mod download -json "$1@$2" | sed -n "s/.*\"$3\": \"\(.*\)\".*/\1/p")
+}
+
+module_directives() {
+    # The replace and exclude directives of a module's go.mod, which only bind its own builds:
+    # a module built as a dependency must repeat them in the main module to build the same code.
+    awk '
+        /^(replace|exclude)[ \t]*\($/ { block = 1; print; next }
+        block { print; if ($0 ~ /^\)/) block = 0; next }
+        /^(replace|exclude)[ \t]/ { print }
+    ' "$(module_file "$1" "$2" GoMod)"
+}
+
+build_keda() {
+    # KEDA's operator and its metrics API server (the external.metrics.k8s.io adapter); its CRDs
+    # and the RBAC of both come from the same module into <cache>/keda-<version>/{crds,rbac}/.
+    local module=github.com/kedacore/keda/v2
+    build_component keda "$KEDA_VERSION" "$module/cmd/operator $module/cmd/adapter" \
+        "$(module_directives "$module" "$KEDA_VERSION")" "-X $module/version.Version=${KEDA_VERSION#v}"
+    local dest="$cache_root/keda-$KEDA_VERSION"
+    [[ -x "$dest/bin/keda" ]] || mv "$dest/bin/operator" "$dest/bin/keda"
+    [[ -x "$dest/bin/keda-adapter" ]] || mv "$dest/bin/adapter" "$dest/bin/keda-adapter"
+    local src
+    if [[ ! -f "$dest/crds/.complete" || ! -f "$dest/rbac/.complete" ]]; then
+        src="$(module_file "$module" "$KEDA_VERSION" Dir)"
+        rm -rf "$dest/crds" "$dest/rbac"
+        mkdir -p "$dest/crds" "$dest/rbac"
+        cp "$src"/config/crd/bases/*.yaml "$dest/crds/"
+        cp "$src/config/rbac/role.yaml" "$dest/rbac/operator-role.yaml"
+        cp "$src/config/rbac/role_binding.yaml" "$dest/rbac/operator-role-binding.yaml"
+        cp "$src/config/metrics-server/role.yaml" "$dest/rbac/metrics-server-role.yaml"
+        cp "$src/config/metrics-server/role_binding.yaml" "$dest/rbac/metrics-server-role-binding.yaml"
+        chmod u+w "$dest/crds"/*.yaml "$dest/rbac"/*.yaml
+        touch "$dest/crds/.complete" "$dest/rbac/.complete"
+    fi
+}
+
 components=("$@")
-[[ ${#components[@]} -gt 0 ]] || components=(etcd kwok helm metrics-server kubernetes)
+[[ ${#components[@]} -gt 0 ]] || components=(etcd kwok helm metrics-server kubernetes keda)
 for c in "${components[@]}"; do
     case "$c" in
         kubernetes) build_kubernetes ;;
@@ -84,6 +123,7 @@ for c in "${components[@]}"; do
         kwok) build_kwok ;;
         helm) build_helm ;;
         metrics-server) build_metrics_server ;;
+        keda) build_keda ;;
         *) echo "build.sh: unknown component '$c'" >&2; exit 2 ;;
     esac
 done

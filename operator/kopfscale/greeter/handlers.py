@@ -23,6 +23,8 @@ Sync handlers on purpose: kopf runs them in its thread pool, and the official cl
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
 import time
@@ -34,7 +36,7 @@ from typing import Any, cast
 import kopf
 
 from kopfscale import GROUP, VERSION
-from kopfscale.greeter import cache, manifests, reconcile
+from kopfscale.greeter import cache, manifests, reconcile, status
 from kopfscale.kube import backoff, ownership
 from kopfscale.settings import OperatorSettings
 
@@ -134,16 +136,19 @@ def reconcile_greeter(
         try:
             result = reconcile.ensure_children(api, greeter, config, desired)
         except reconcile.ChildTerminating:
-            reconcile.sync_status(api, greeter, config, desired=desired)
+            statuses.remember(meta["uid"], reconcile.sync_status(api, greeter, config, desired=desired))
             raise
         except reconcile.ReconcileError as e:
             # kopf logs the TemporaryError (and posts it); the Warning event below is ours.
             logger.debug(f"Greeter {meta['name']} is not reconciled: {e}")
             try:
-                reconcile.sync_status(api, greeter, config, failure=e.failure(), desired=desired)
+                failed = reconcile.sync_status(api, greeter, config, failure=e.failure(), desired=desired)
+                statuses.remember(meta["uid"], failed)
             except reconcile.ReconcileError as status_error:
                 logger.warning(f"could not report the failure in status: {status_error}")
-            if warn:
+            before = status.ready_of(greeter.get("status")) or {}
+            repeated = (before.get("reason"), before.get("message")) == (e.reason, str(e))
+            if warn and not repeated:  # one Warning event per distinct failure, not one per retry
                 kopf.warn(_event_target(greeter), reason=e.reason, message=str(e))
             raise
         for action in result.actions:
@@ -152,7 +157,7 @@ def reconcile_greeter(
             if drift:
                 message += " (it had been changed or deleted outside the Greeter)"
             kopf.info(_event_target(greeter), reason=reason, message=message[0].upper() + message[1:])
-        reconcile.sync_status(
+        written = reconcile.sync_status(
             api,
             greeter,
             config,
@@ -161,7 +166,29 @@ def reconcile_greeter(
             known_children=True,
             desired=desired,
         )
+        warn_on_new_failure(greeter, written)
+        statuses.remember(meta["uid"], written)
         return result
+
+
+#: Ready reasons that are progress, not failures: they get no Warning event.
+_PROGRESS = {"AllReplicasReady", "RollingOut", "ReplicasNotReady", "Reconciling"}
+
+
+def warn_on_new_failure(greeter: Mapping[str, Any], written: Mapping[str, Any] | None) -> None:
+    """One Warning event when Ready turns to a failure the Deployment reports (not per pass)."""
+    before = status.ready_of(greeter.get("status"))
+    after = status.ready_of(written)
+    if after is None or after.get("status") != "False" or after.get("reason") in _PROGRESS:
+        return
+    if before is not None and (before.get("reason"), before.get("message")) == (
+        after.get("reason"),
+        after.get("message"),
+    ):
+        return
+    kopf.warn(
+        _event_target(greeter), reason=str(after.get("reason")), message=str(after.get("message"))[:1000]
+    )
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -179,6 +206,55 @@ def reconcile_children(body: kopf.Body, retry: int, logger: kopf.Logger, **kwarg
 
 
 DRIFT_ATTEMPTS = 4
+
+
+class StatusDigests:
+    """A digest of the status each Greeter was last reconciled to, so that a status event is
+    recognised as our own write (nothing to do) or someone else's edit (correct it) for free."""
+
+    def __init__(self) -> None:
+        self._digests: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def digest(status: Mapping[str, Any] | None) -> str:
+        return hashlib.blake2b(json.dumps(status or {}, sort_keys=True).encode(), digest_size=12).hexdigest()
+
+    def remember(self, uid: str, status: Mapping[str, Any] | None) -> None:
+        if status is not None:
+            with self._lock:
+                self._digests[uid] = self.digest(status)
+
+    def is_ours(self, uid: str, status: Mapping[str, Any] | None) -> bool:
+        with self._lock:
+            return self._digests.get(uid) == self.digest(status)
+
+    def forget(self, uid: str) -> None:
+        with self._lock:
+            self._digests.pop(uid, None)
+
+
+statuses = StatusDigests()
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def greeter_status_changed(body: kopf.Body, type: str | None, logger: kopf.Logger, **kwargs: Any) -> None:
+    """A Greeter's status changed and it was not our write: put back what is true (a status edited
+    by someone else is corrected at once, not at the next spec or child change)."""
+    uid = str(body.meta.get("uid"))
+    if type == "DELETED":
+        statuses.forget(uid)
+        return
+    status = body.get("status") or {}
+    # Never reconciled, or a spec change in flight: the create/update handlers have it.
+    if status.get("observedGeneration") != body.meta.get("generation") or statuses.is_ours(uid, status):
+        return
+    try:
+        reconcile_greeter(
+            body, logger, api=api_for(kwargs), config=wiring(kwargs["memo"]).settings, warn=False
+        )
+    except reconcile.ReconcileError as e:
+        logger.debug(f"status not corrected now ({e}); the next event or handler retry does")
 
 
 def _owning_greeter(child: Mapping[str, Any]) -> tuple[str, str] | None:

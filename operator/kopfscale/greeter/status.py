@@ -14,6 +14,7 @@ from typing import Any
 
 from kopfscale import conditions
 from kopfscale.greeter import manifests
+from kopfscale.kube.health import deployment_problem
 from kopfscale.settings import OperatorSettings
 
 READY = "Ready"
@@ -91,7 +92,12 @@ def compute_status(
     else:
         assert deployment is not None
         reconciled = (True, "ChildrenMatchSpec", "the Deployment and the Service match the spec")
-        ready = _rollout(spec.replicas, deployment)
+        problem = deployment_problem(deployment)  # e.g. its Pods refused by admission or a quota
+        ready = (
+            (False, problem[0], f"Deployment: {problem[1]}")
+            if problem
+            else _rollout(spec.replicas, deployment)
+        )
 
     updates = [
         conditions.make_condition(
@@ -113,6 +119,11 @@ def compute_status(
     if observed is not None:
         status["observedGeneration"] = observed
     return status
+
+
+def ready_of(status: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The Ready condition of a Greeter status, if any."""
+    return conditions.find_condition((status or {}).get("conditions"), READY)
 
 
 def status_changed(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:

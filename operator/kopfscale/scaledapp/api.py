@@ -16,6 +16,8 @@ import kopf
 from kopfscale import GROUP, SCALEDAPPS, VERSION
 from kopfscale.kube import children
 from kopfscale.kube import status as kube_status
+from kopfscale.kube.health import deployment_problem
+from kopfscale.kube.ownership import is_controlled_by
 from kopfscale.kube.transport import Body, Transport, path
 from kopfscale.scaledapp import deployment, workload
 from kopfscale.scaledapp.spec import ScaledAppSpec
@@ -39,6 +41,7 @@ def _scale_of(body: Mapping[str, Any]) -> ScaleState:
         replicas=int(spec.get("replicas") or 0),
         status_replicas=int(status.get("replicas") or 0),
         selector=deployment.selector_of(labels),
+        problem=deployment_problem(body),
     )
 
 
@@ -112,6 +115,32 @@ class KubeApi:
                 f"{e.action} Deployment {name} failed: {e.error}",
             ) from None
         return outcome.verb or "unchanged", _scale_of(outcome.live)
+
+    def retire_deployment(self, namespace: str, name: str, owner_uid: str, *, keep: bool) -> str | None:
+        """After a switch from ``template`` to ``scaleTargetRef``: the Deployment this ScaledApp
+        owned is deleted, or, when the new ``scaleTargetRef`` names it (``keep``), released — its
+        owner reference to the ScaledApp removed, so it lives on as the user's workload. Returns
+        ``deleted``, ``released`` or None (no such owned Deployment)."""
+        live = self.transport.get(_deployments(namespace, name))
+        if live is None or not is_controlled_by(live, owner_uid):
+            return None
+        if not keep:
+            self.transport.request(
+                "DELETE",
+                _deployments(namespace, name),
+                body={"preconditions": {"uid": live["metadata"]["uid"]}},
+            )
+            return "deleted"
+        refs = [r for r in live["metadata"].get("ownerReferences") or [] if r.get("uid") != owner_uid]
+        version = live["metadata"]["resourceVersion"]
+        self.transport.json_patch(
+            _deployments(namespace, name),
+            [
+                {"op": "test", "path": "/metadata/resourceVersion", "value": version},
+                {"op": "replace", "path": "/metadata/ownerReferences", "value": refs},
+            ],
+        )
+        return "released"
 
     def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         kube_status.patch_status(

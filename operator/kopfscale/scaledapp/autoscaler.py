@@ -48,6 +48,7 @@ class Api(Protocol):
     def patch_scale(self, target: ScaleTarget, replicas: int) -> ScaleState: ...
     def ensure_deployment(self, manifest: Mapping[str, Any], owner_uid: str) -> tuple[str, ScaleState]: ...
     def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None: ...
+    def retire_deployment(self, namespace: str, name: str, owner_uid: str, *, keep: bool) -> str | None: ...
     def post_event(self, body: kopf.Body, type_: str, reason: str, message: str) -> None: ...
 
 
@@ -57,6 +58,9 @@ def announce_deployment(api: Api, body: kopf.Body, action: str, logger: kopf.Log
         message = f"Deployment/{body.meta['name']} {action}"
         api.post_event(body, "Normal", f"Deployment{action.capitalize()}", message)
         logger.info(message)
+
+
+Reader = Callable[[str, sources.SourceSpec, SourceContext], Awaitable[MetricReading]]
 
 
 @dataclass(frozen=True)
@@ -84,16 +88,19 @@ class Autoscaler:
         api: Api,
         deployments: Mapping[Any, Any] | None = None,
         rivals: Callable[[conflicts.TargetKey], list[conflicts.Autoscaler]] | None = None,
+        read: Reader = sources.read,
     ) -> None:
         self.body = body
         self.api = api
         self.deployments = deployments
         self.rivals = rivals  # every autoscaler indexed for a target (the handlers' indexes)
+        self.read = read  # the metric sources (a test passes its own)
         self.logger = logger
         previous = body.get("status") or {}
         self.history = History.from_status(previous.get("history"), utcnow())
         self.last_scale_time: str | None = previous.get("lastScaleTime")
         self.written: dict[str, Any] | None = None  # the status as we last wrote it
+        self.replaced: dict[str, Any] | None = None  # the status that write replaced
         self.errors: dict[str, str] = {
             m["name"]: m["error"] for m in previous.get("metrics") or [] if m.get("error")
         }
@@ -157,7 +164,7 @@ class Autoscaler:
         ctx = SourceContext(
             namespace=self.namespace, pod_selector=scale.selector, now=utcnow, scaledapp=self.name
         )
-        readings = list(await asyncio.gather(*(sources.read(m.name, m.source, ctx) for m in spec.metrics)))
+        readings = list(await asyncio.gather(*(self.read(m.name, m.source, ctx) for m in spec.metrics)))
         for metric, reading in zip(spec.metrics, readings, strict=True):
             if reading.error is not None:
                 operator_metrics.record_source_error(self.namespace, self.name, metric.type)
@@ -247,6 +254,10 @@ class Autoscaler:
         ready = st.ready_condition(
             True, "TargetScalable", f"{mode} {seen.target} every {spec.polling_interval}s", generation, now
         )
+        if seen.scale.problem is not None:  # scaled, but its Pods cannot run: say why, in its words
+            reason, detail = seen.scale.problem
+            ready = st.ready_condition(False, reason, f"{seen.target}: {detail}", generation, now)
+            self.warn_once(reason, f"{seen.target}: {detail}")
         fields = {
             "target": str(seen.target),
             "selector": seen.scale.selector,
@@ -280,6 +291,12 @@ class Autoscaler:
         )
         return flapping.condition(verdict, cfg, generation, now) if verdict.flapping or shown else None
 
+    def warn_once(self, reason: str, message: str) -> None:
+        """A Warning event when the Ready condition is about to change to this failure."""
+        if self._ready_changed(reason, message):
+            self.logger.warning(f"Not ready: {reason}: {message}")
+            self.api.post_event(self.body, "Warning", reason, message[:1000])
+
     def announce(self, d: Decision, target: str, up: str, down: str) -> None:
         reason = up if d.desired > d.current else down
         driver = f" driven by {d.driver}" if d.driver else ""
@@ -305,11 +322,12 @@ class Autoscaler:
     async def not_ready(
         self, now: datetime.datetime, generation: int | None, reason: str, message: str
     ) -> None:
-        if (self.current_status().get("conditions") or []) == [] or self._ready_changed(reason, message):
-            # One log line and one Warning event per distinct failure, not one per retry.
-            self.logger.warning(f"Not ready: {reason}: {message}")
-            if reason != "ScaleFailed":  # act() has posted that one with the count it tried
-                self.api.post_event(self.body, "Warning", reason, message[:1000])
+        # One log line and one Warning event per distinct failure, not one per retry.
+        if reason == "ScaleFailed":  # act() has posted that one with the count it tried
+            if self._ready_changed(reason, message):
+                self.logger.warning(f"Not ready: {reason}: {message}")
+        else:
+            self.warn_once(reason, message)
         await self.write(now, generation, [st.ready_condition(False, reason, message, generation, now)], {})
         operator_metrics.record_not_ready(self.namespace, self.name)
 
@@ -320,7 +338,19 @@ class Autoscaler:
         return True
 
     def current_status(self) -> dict[str, Any]:
-        return self.written if self.written is not None else dict(self.body.get("status") or {})
+        """The status as it is now: our last write, unless someone else has written since.
+
+        kopf keeps ``body`` up to date from the watch. While it still shows the status our last
+        write replaced, the write's event has not arrived and the write is what is there; when it
+        shows neither that nor our write, someone else wrote it, and starting from it makes the
+        next write put back whatever they changed (within one round).
+        """
+        live = dict(self.body.get("status") or {})
+        if self.written is None or not st.changed(live, self.written):
+            return live if self.written is None else self.written
+        if self.replaced is not None and not st.changed(live, self.replaced):
+            return self.written
+        return live
 
     async def write(
         self,
@@ -341,7 +371,7 @@ class Autoscaler:
             if e.status == 404:  # deleted meanwhile; the loop is being stopped
                 return
             raise
-        self.written = new
+        self.written, self.replaced = new, previous
 
     @staticmethod
     async def call(fn: Callable[..., Any], *args: Any) -> Any:

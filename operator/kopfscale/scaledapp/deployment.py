@@ -15,6 +15,7 @@ from typing import Any
 
 import kopf
 
+from kopfscale.kube.health import deployment_problem
 from kopfscale.scaledapp.spec import ScaledAppSpec
 from kopfscale.scaledapp.workload import ScaleState
 
@@ -93,6 +94,7 @@ def trim_deployment(body: Mapping[str, Any]) -> dict[str, Any]:
         "replicas": int(spec.get("replicas") or 0),
         "statusReplicas": int((body.get("status") or {}).get("replicas") or 0),
         "matchLabels": dict((spec.get("selector") or {}).get("matchLabels") or {}),
+        "problem": deployment_problem(body),
     }
 
 
@@ -109,8 +111,10 @@ def indexed_state(
     if indexed["templateHash"] != manifest["metadata"]["annotations"][TEMPLATE_HASH_ANNOTATION]:
         return None
     labels = indexed["matchLabels"]
+    problem = indexed.get("problem")
     return ScaleState(
         replicas=indexed["replicas"],
         status_replicas=indexed["statusReplicas"],
         selector=selector_of(labels),
+        problem=(str(problem[0]), str(problem[1])) if problem else None,
     )

@@ -21,9 +21,10 @@ import kopf
 
 from kopfscale import GROUP, SCALEDAPPS, VERSION
 from kopfscale.kube import backoff, indexes
+from kopfscale.kube.errors import ApiError
 from kopfscale.scaledapp import conflicts, deployment, sources
 from kopfscale.scaledapp.autoscaler import Api, Autoscaler, announce_deployment, run
-from kopfscale.scaledapp.spec import SpecError, parse
+from kopfscale.scaledapp.spec import ScaledAppSpec, SpecError, parse
 from kopfscale.scaledapp.workload import TargetError
 
 PLURAL = SCALEDAPPS
@@ -43,11 +44,6 @@ def wiring(memo: Mapping[str, Any]) -> Wiring:
     if not isinstance(found, Wiring):
         raise RuntimeError("the ScaledApp controller is not wired (load the handlers with kopfscale.app)")
     return found
-
-
-@kopf.on.startup()
-async def open_sources(**_: Any) -> None:
-    await sources.open_all()
 
 
 @kopf.on.cleanup()
@@ -114,9 +110,28 @@ def reconcile_workload(
             action, _scale = api.ensure_deployment(deployment.owned_deployment(body, parsed), uid)
             announce_deployment(api, body, action, logger)
         else:
+            retire_old_deployment(api, body, parsed, logger)
             api.read_scale(api.find_target(parsed, name, namespace))
     except TargetError as e:
         raise kopf.TemporaryError(f"{e.reason}: {e.message}", delay=backoff(retry + 1)) from e
+
+
+def retire_old_deployment(api: Api, body: kopf.Body, spec: ScaledAppSpec, logger: kopf.Logger) -> None:
+    """A switch from ``template`` to ``scaleTargetRef`` leaves no owned, unscaled Deployment behind."""
+    name, namespace, uid = str(body.meta["name"]), str(body.meta["namespace"]), str(body.meta["uid"])
+    ref = spec.scale_target_ref
+    keep = ref is not None and ref.group == "apps" and ref.kind == "Deployment" and ref.name == name
+    try:
+        done = api.retire_deployment(namespace, name, uid, keep=keep)
+    except ApiError as e:
+        logger.warning(f"could not retire the Deployment the template ran: {e}")
+        return
+    if done is not None:
+        message = f"Deployment/{name} {done}: spec.template was replaced by spec.scaleTargetRef" + (
+            " (which names it; it is yours now)" if done == "released" else ""
+        )
+        api.post_event(body, "Normal", f"Deployment{done.capitalize()}", message)
+        logger.info(message)
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)

@@ -52,6 +52,7 @@ class ScaleState:
     replicas: int  # spec.replicas of the scale: what the HPA calls the current replica count
     status_replicas: int
     selector: str | None  # label selector of the pods (for resource metrics)
+    problem: tuple[str, str] | None = None  # (reason, message) of an owned Deployment that is failing
 
 
 class Discovery:

@@ -46,7 +46,7 @@ def test_server_error_status(stub_server: StubServer) -> None:
         "/stats", Reply(status=500, body=b"database is on fire", content_type="text/plain")
     )
     reading = read_once(spec(url))
-    assert reading.error == f"http {url}: HTTP 500 Internal Server Error: database is on fire"
+    assert reading.error == f"http {url}: HTTP 500 Internal Server Error (text/plain, 19 bytes)"
 
 
 def test_not_found(stub_server: StubServer) -> None:

@@ -38,16 +38,43 @@ class Binaries:
     kwok: Path
     helm: Path
     metrics_server: Path
+    # KEDA, started only with peers on: its operator, its metrics API server, and keda_dir/crds/ and
+    # keda_dir/rbac/ (manifests taken from the same Go module by build.sh).
+    keda: Path
+    keda_adapter: Path
+    keda_dir: Path
 
     @property
     def bin_dirs(self) -> list[Path]:
-        return sorted({p.parent for p in vars(self).values()})
+        return sorted({p.parent for name, p in vars(self).items() if not name.endswith("_dir")})
+
+    def components(self) -> dict[str, list[Path]]:
+        """build.sh's component names and the files that must exist for each to count as built."""
+        return {
+            "etcd": [self.etcd],
+            "kwok": [self.kwok],
+            "helm": [self.helm],
+            "metrics-server": [self.metrics_server],
+            "kubernetes": [
+                self.kube_apiserver,
+                self.kube_controller_manager,
+                self.kube_scheduler,
+                self.kubectl,
+            ],
+            "keda": [
+                self.keda,
+                self.keda_adapter,
+                self.keda_dir / "crds" / ".complete",
+                self.keda_dir / "rbac" / ".complete",
+            ],
+        }
 
 
 def locate() -> Binaries:
     v = pinned_versions()
     root = cache_root()
     k8s = root / f"kubernetes-{v['KUBERNETES_VERSION']}" / "bin"
+    keda = root / f"keda-{v['KEDA_VERSION']}"
     return Binaries(
         etcd=root / f"etcd-{v['ETCD_VERSION']}" / "bin" / "etcd",
         kube_apiserver=k8s / "kube-apiserver",
@@ -57,12 +84,21 @@ def locate() -> Binaries:
         kwok=root / f"kwok-{v['KWOK_VERSION']}" / "bin" / "kwok",
         helm=root / f"helm-{v['HELM_VERSION']}" / "bin" / "helm",
         metrics_server=root / f"metrics-server-{v['METRICS_SERVER_VERSION']}" / "bin" / "metrics-server",
+        keda=keda / "bin" / "keda",
+        keda_adapter=keda / "bin" / "keda-adapter",
+        keda_dir=keda,
     )
 
 
-def ensure_built() -> Binaries:
-    """Build whatever is missing from the cache (a no-op when the cache is warm)."""
+def ensure_built(peers: bool = False) -> Binaries:
+    """Build whatever is missing from the cache (a no-op when the cache is warm); KEDA only when
+    ``peers`` asks for it, so a plain control plane never waits for KEDA's build."""
     binaries = locate()
-    if not all(p.exists() for p in vars(binaries).values()):
-        subprocess.run(["bash", str(BUILD_SCRIPT)], check=True)
+    missing = [
+        name
+        for name, paths in binaries.components().items()
+        if (peers or name != "keda") and not all(p.exists() for p in paths)
+    ]
+    if missing:
+        subprocess.run(["bash", str(BUILD_SCRIPT), *missing], check=True)
     return binaries

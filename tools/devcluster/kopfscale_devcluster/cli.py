@@ -43,21 +43,31 @@ def reachable(timeout: float = 3.0) -> str | None:
     return str(configuration.host)
 
 
-def up(state_dir_arg: str, timeout: float = 120.0) -> int:
+def up(state_dir_arg: str, timeout: float = 120.0, peers: bool = False) -> int:
     state_dir = Path(state_dir_arg).resolve()
     kubeconfig = state_dir / "kubeconfig"
     if _running_pid(state_dir) and (state_dir / READY_MARKER).exists():
+        if peers and not (state_dir / "kubeconfig-keda").exists():
+            print(f"the local control plane in {state_dir} runs without KEDA: stop it first", file=sys.stderr)
+            return 1
         print(f"# the local control plane is already running (state in {state_dir})", file=sys.stderr)
         print(f"export KUBECONFIG={kubeconfig}")
         return 0
-    binaries = ensure_built()
+    binaries = ensure_built(peers=peers)
     if state_dir.exists():
         shutil.rmtree(state_dir)
     state_dir.mkdir(parents=True)
     env = {**os.environ, "PATH": os.pathsep.join([*map(str, binaries.bin_dirs), os.environ.get("PATH", "")])}
     with (state_dir / "supervisor.log").open("wb") as log:
         supervisor = subprocess.Popen(
-            [sys.executable, "-m", "kopfscale_devcluster.supervisor", "--state-dir", str(state_dir)],
+            [
+                sys.executable,
+                "-m",
+                "kopfscale_devcluster.supervisor",
+                "--state-dir",
+                str(state_dir),
+                *(["--peers"] if peers else []),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -2,6 +2,11 @@
 
 Every process is started with a parent-death signal, so even a test run killed with SIGKILL
 leaves no etcd or apiserver behind; ``stop()`` terminates them in reverse order.
+
+Fault tests can stop, restart, freeze and thaw one component (:meth:`LocalCluster.stop_component`,
+:meth:`~LocalCluster.start_component`, :meth:`~LocalCluster.freeze`, :meth:`~LocalCluster.thaw`) and
+put a blackholing proxy in front of the apiserver (:meth:`~LocalCluster.proxy`). A component
+stopped on purpose is not a failure; one that exits unasked still is (:meth:`~LocalCluster.check_alive`).
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kopfscale_devcluster import metrics, pki
+from kopfscale_devcluster import keda, metrics, pki
 from kopfscale_devcluster.binaries import Binaries, ensure_built
+from kopfscale_devcluster.proxy import TcpProxy
 
 logger = logging.getLogger(__name__)
 
@@ -52,22 +58,31 @@ class Process:
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
+    argv: list[str]
+    env: dict[str, str] | None = None  # extra environment, kept for a restart
+    stopped: bool = False  # stopped on purpose (stop_component): its exit is not a failure
+    frozen: bool = False  # SIGSTOPped (freeze): alive, but it answers nothing until thawed
 
 
 @dataclass
 class LocalCluster:
     """A control plane in ``state_dir``: etcd, apiserver, controller-manager, scheduler, kwok and
-    (``metrics_server=True``) metrics-server serving ``metrics.k8s.io`` from kwok's simulated usage."""
+    (``metrics_server=True``) metrics-server serving ``metrics.k8s.io`` from kwok's simulated usage.
+    ``peers=True`` adds KEDA (operator + metrics API server for ``external.metrics.k8s.io``), the
+    peer ScaledApp is compared with; :meth:`start_peers` adds it to a running cluster."""
 
     state_dir: Path | None = None
     nodes: int = 1
     binaries: Binaries | None = None
     processes: list[Process] = field(default_factory=list)
+    proxies: list[TcpProxy] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     apiserver_port: int = 0
     kwok_port: int = 0
     metrics_server: bool = True
     metrics_server_port: int = 0
+    peers: bool = False
+    keda_port: int = 0
     _own_state_dir: bool = False
 
     # -- paths ---------------------------------------------------------------------------------
@@ -87,7 +102,7 @@ class LocalCluster:
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, timeout: float = 90.0) -> LocalCluster:
         started = time.monotonic()
-        self.binaries = self.binaries or ensure_built()
+        self.binaries = self.binaries or ensure_built(peers=self.peers)
         if self.state_dir is None:
             self.state_dir = Path(tempfile.mkdtemp(prefix="kopfscale-cluster-"))
             self._own_state_dir = True
@@ -188,6 +203,9 @@ class LocalCluster:
                 "--concurrent-gc-syncs=40",
                 "--kube-api-qps=200",
                 "--kube-api-burst=400",
+                # The HPA (and KEDA's HPAs) act every 5 s instead of every 15 s: tests and benches
+                # see a decision within a few seconds (keda.HPA_SYNC_PERIOD says so to readers).
+                f"--horizontal-pod-autoscaler-sync-period={keda.HPA_SYNC_PERIOD}",
                 "--v=0",
             ],
         )
@@ -235,10 +253,63 @@ class LocalCluster:
         self._wait_settled(deadline)
         if self.metrics_server:
             self._wait(deadline, "the metrics.k8s.io APIService", lambda: metrics.available(self.request))
+        if self.peers:
+            self._start_peers(deadline)
+
+    @property
+    def peers_running(self) -> bool:
+        return any(p.name == "keda-operator" for p in self.processes)
+
+    def start_peers(self, timeout: float = 90.0) -> None:
+        """Start KEDA on this running cluster (a no-op when it runs already), building it if needed."""
+        if self.peers_running:
+            return
+        self.binaries = ensure_built(peers=True)
+        self.peers = True
+        self._start_peers(time.monotonic() + timeout)
+
+    def _start_peers(self, deadline: float) -> None:
+        assert self.state_dir is not None and self.binaries is not None
+        started = time.monotonic()
+        certs = pki.Pki(self.state_dir / "pki")
+        keda.install(
+            self.request,
+            [str(self.binaries.kubectl), f"--kubeconfig={self.kubeconfig}"],
+            self.binaries.keda_dir,
+        )
+        kubeconfig = keda.write_kubeconfig(
+            self.request, self.state_dir / "kubeconfig-keda", self.server, certs
+        )
+        cert_dir = keda.issue_certs(certs)
+        self.keda_port = free_port()
+        ports = {
+            "grpc": free_port(),
+            "operator-metrics": free_port(),
+            "operator-probe": free_port(),
+            "adapter": self.keda_port,
+            "adapter-metrics": free_port(),
+        }
+        env = dict(keda.environment(kubeconfig))
+        self._spawn("keda-operator", keda.operator_argv(self.binaries.keda, kubeconfig, cert_dir, ports), env)
+        self._spawn(
+            "keda-metrics-apiserver",
+            keda.adapter_argv(self.binaries.keda_adapter, kubeconfig, cert_dir, ports),
+            env,
+        )
+        keda.register(self.request, self.keda_port, certs)
+        self._wait(
+            deadline, "the external.metrics.k8s.io APIService (KEDA)", lambda: keda.available(self.request)
+        )
+        self.timings["peers"] = time.monotonic() - started
 
     def stop(self) -> None:
+        for proxy in self.proxies:
+            proxy.close()
+        self.proxies.clear()
         for process in reversed(self.processes):
             if process.popen.poll() is None:
+                if process.frozen:
+                    process.popen.send_signal(signal.SIGCONT)
                 process.popen.terminate()
         # A throwaway cluster needs no graceful drain: a few seconds, then SIGKILL.
         for process in reversed(self.processes):
@@ -257,11 +328,84 @@ class LocalCluster:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    # -- faults: one component at a time -------------------------------------------------------
+    def component(self, name: str) -> Process:
+        for process in self.processes:
+            if process.name == name:
+                return process
+        raise KeyError(f"no component {name!r}; the components are {[p.name for p in self.processes]}")
+
+    def stop_component(self, name: str, *, kill: bool = False, timeout: float = 10.0) -> None:
+        """Stop one component (SIGTERM, or SIGKILL with ``kill=True``); the others keep running and
+        :meth:`check_alive` does not count it as failed. Its state (etcd's data, certificates,
+        ports) is kept for :meth:`start_component`."""
+        process = self.component(name)
+        process.stopped = True
+        if process.popen.poll() is None:
+            if process.frozen:
+                process.popen.send_signal(signal.SIGCONT)
+            process.popen.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                process.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.popen.kill()
+                process.popen.wait(timeout=10)
+        process.frozen = False
+
+    def start_component(self, name: str, timeout: float = 60.0) -> None:
+        """Start a stopped (or crashed) component again with its original command line (same
+        ports, same data). For the apiserver, returns once ``/readyz`` answers 200."""
+        process = self.component(name)
+        if process.popen.poll() is None:
+            raise RuntimeError(f"{name} is running (pid {process.popen.pid}); stop it first")
+        self._spawn(name, process.argv, process.env)
+        if name == "kube-apiserver":
+            self._wait_ready(time.monotonic() + timeout)
+
+    def restart_component(self, name: str, *, kill: bool = True, timeout: float = 60.0) -> None:
+        self.stop_component(name, kill=kill)
+        self.start_component(name, timeout=timeout)
+
+    def freeze(self, name: str) -> None:
+        """SIGSTOP one component: its sockets stay open and accept nothing (requests hang)."""
+        process = self.component(name)
+        process.popen.send_signal(signal.SIGSTOP)
+        process.frozen = True
+
+    def thaw(self, name: str) -> None:
+        """SIGCONT a frozen component: what queued up meanwhile is served."""
+        process = self.component(name)
+        process.popen.send_signal(signal.SIGCONT)
+        process.frozen = False
+
+    def proxy(self) -> TcpProxy:
+        """A loopback TCP proxy in front of the apiserver, with a kubeconfig of its own
+        (``proxy.kubeconfig``), that can blackhole its connections; closed by :meth:`stop`."""
+        assert self.state_dir is not None
+        proxy = TcpProxy(("127.0.0.1", self.apiserver_port)).start()
+        self.proxies.append(proxy)
+        config = json.loads(self.kubeconfig.read_text())
+        config["clusters"][0]["cluster"]["server"] = proxy.url
+        proxy.kubeconfig = self.state_dir / f"kubeconfig-proxy-{proxy.port}"
+        proxy.kubeconfig.write_text(json.dumps(config, indent=2))
+        proxy.kubeconfig.chmod(0o600)
+        return proxy
+
+    def check_alive(self) -> None:
+        """Raise if a component exited that nobody stopped on purpose (with its log's tail)."""
+        for process in self.processes:
+            code = process.popen.poll()
+            if code is not None and not process.stopped:
+                tail = process.log.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{process.name} exited with code {code}; log tail:\n{tail}")
+
     # -- helpers ---------------------------------------------------------------------------------
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        """Start ``argv`` as component ``name``; a restart appends to its log and keeps its place."""
         assert self.state_dir is not None
         log = self.state_dir / f"{name}.log"
-        with log.open("wb") as out:
+        restart = any(p.name == name for p in self.processes)
+        with log.open("ab" if restart else "wb") as out:
             popen = subprocess.Popen(
                 argv,
                 stdout=out,
@@ -269,15 +413,14 @@ class LocalCluster:
                 stdin=subprocess.DEVNULL,
                 preexec_fn=_die_with_parent,  # noqa: PLW1509  (prctl only, before exec)
                 cwd=self.state_dir,
+                env={**os.environ, **env} if env else None,
             )
-        self.processes.append(Process(name, popen, log))
-
-    def _check_alive(self) -> None:
-        for process in self.processes:
-            code = process.popen.poll()
-            if code is not None:
-                tail = process.log.read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"{process.name} exited with code {code}; log tail:\n{tail}")
+        process = Process(name, popen, log, list(argv), env)
+        if restart:
+            index = next(i for i, p in enumerate(self.processes) if p.name == name)
+            self.processes[index] = process
+        else:
+            self.processes.append(process)
 
     def _write_kubeconfig(self, certs: pki.Pki) -> None:
         def b64(name: str) -> str:
@@ -342,7 +485,7 @@ class LocalCluster:
 
     def _wait(self, deadline: float, what: str, check: Any) -> None:
         while True:
-            self._check_alive()
+            self.check_alive()
             with contextlib.suppress(OSError):
                 if check():
                     return

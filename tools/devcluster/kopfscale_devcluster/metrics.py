@@ -200,43 +200,65 @@ def _apply(request: Request, collection: str, name: str, body: dict[str, Any]) -
         raise RuntimeError(f"could not apply {collection}/{name}: {status} {answer}")
 
 
-def register(request: Request, port: int, certs: pki.Pki) -> None:
-    """The ExternalName Service and the APIService that route ``metrics.k8s.io`` to ``port``."""
+def register_apiservice(
+    request: Request, *, group: str, version: str, service: str, namespace: str, port: int, certs: pki.Pki
+) -> None:
+    """An ExternalName Service ``localhost`` and the APIService routing ``group/version`` to a local
+    server on ``port`` (its certificate signed by the cluster CA for ``<service>.<namespace>.svc``)."""
     _apply(
         request,
-        f"/api/v1/namespaces/{SERVICE_NAMESPACE}/services",
-        SERVICE_NAME,
+        f"/api/v1/namespaces/{namespace}/services",
+        service,
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": {"name": SERVICE_NAME, "namespace": SERVICE_NAMESPACE},
+            "metadata": {"name": service, "namespace": namespace},
             "spec": {"type": "ExternalName", "externalName": "localhost"},
         },
     )
+    name = f"{version}.{group}"
     _apply(
         request,
         "/apis/apiregistration.k8s.io/v1/apiservices",
-        APISERVICE_NAME,
+        name,
         {
             "apiVersion": "apiregistration.k8s.io/v1",
             "kind": "APIService",
-            "metadata": {"name": APISERVICE_NAME},
+            "metadata": {"name": name},
             "spec": {
-                "group": "metrics.k8s.io",
-                "version": "v1beta1",
+                "group": group,
+                "version": version,
                 "groupPriorityMinimum": 100,
                 "versionPriority": 100,
-                "service": {"name": SERVICE_NAME, "namespace": SERVICE_NAMESPACE, "port": port},
+                "service": {"name": service, "namespace": namespace, "port": port},
                 "caBundle": base64.b64encode(certs.path("ca.crt").read_bytes()).decode(),
             },
         },
     )
 
 
-def available(request: Request) -> bool:
-    """Whether the aggregator reaches metrics-server (APIService condition Available=True)."""
-    status, body = request("GET", f"/apis/apiregistration.k8s.io/v1/apiservices/{APISERVICE_NAME}")
+def apiservice_available(request: Request, name: str) -> bool:
+    """Whether the aggregator reaches the APIService's server (condition Available=True)."""
+    status, body = request("GET", f"/apis/apiregistration.k8s.io/v1/apiservices/{name}")
     if status != 200:
         return False
     conditions = body.get("status", {}).get("conditions", [])
     return any(c.get("type") == "Available" and c.get("status") == "True" for c in conditions)
+
+
+def register(request: Request, port: int, certs: pki.Pki) -> None:
+    """The ExternalName Service and the APIService that route ``metrics.k8s.io`` to ``port``."""
+    register_apiservice(
+        request,
+        group="metrics.k8s.io",
+        version="v1beta1",
+        service=SERVICE_NAME,
+        namespace=SERVICE_NAMESPACE,
+        port=port,
+        certs=certs,
+    )
+
+
+def available(request: Request) -> bool:
+    """Whether the aggregator reaches metrics-server (APIService condition Available=True)."""
+    return apiservice_available(request, APISERVICE_NAME)

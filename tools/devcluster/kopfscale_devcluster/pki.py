@@ -41,14 +41,17 @@ def _ca(name: str, cn: str, cwd: Path) -> None:
     )
 
 
-def _signed(name: str, ca: str, subject: str, cwd: Path, *, server_sans: str | None = None) -> None:
+def _signed(
+    name: str, ca: str, subject: str, cwd: Path, *, server_sans: str | None = None, client_too: bool = False
+) -> None:
+    """A key and a certificate signed by ``ca``: a server's (with ``server_sans``; ``client_too``
+    for mutual TLS with one certificate on both ends) or else a client's."""
     _key(name, cwd)
     _openssl("req", "-new", "-key", f"{name}.key", "-subj", subject, "-out", f"{name}.csr", cwd=cwd)
     ext = cwd / f"{name}.ext"
     if server_sans:
-        ext.write_text(
-            f"subjectAltName={server_sans}\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature\n"
-        )
+        usage = "serverAuth,clientAuth" if client_too else "serverAuth"
+        ext.write_text(f"subjectAltName={server_sans}\nextendedKeyUsage={usage}\nkeyUsage=digitalSignature\n")
     else:
         ext.write_text("extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature\n")
     _openssl(

@@ -21,6 +21,7 @@ PID_FILE = "supervisor.pid"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--peers", action="store_true", help="Start KEDA too (external.metrics.k8s.io).")
     args = parser.parse_args(argv)
     state_dir: Path = args.state_dir.resolve()
 
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
 
-    cluster = LocalCluster(state_dir=state_dir)
+    cluster = LocalCluster(state_dir=state_dir, peers=args.peers)
     try:
         cluster.start()
     except Exception as e:
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"control plane ready at {cluster.server} ({timings})", flush=True)
         (state_dir / READY_MARKER).write_text(cluster.server + "\n")
         while not stop.wait(1.0):
-            cluster._check_alive()
+            cluster.check_alive()
     except RuntimeError as e:
         print(str(e), file=sys.stderr, flush=True)
         return 1

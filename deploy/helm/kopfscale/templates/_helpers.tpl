@@ -139,6 +139,13 @@ Argument: (list $ctx $clusterwide).
   {{- end }}
   verbs: [get, patch]
 {{- end }}
+{{- if $ctx.Values.rbac.readSecrets }}
+# ScaledApp metric credentials (valueFrom.secretKeyRef in http/prometheus blocks): read the named
+# Secrets; only with rbac.readSecrets (the admission policy checks the author may get them too).
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+{{- end }}
 # ScaledApp's cpu/memory metrics: the Pods' requests (listed by the target's selector) ...
 - apiGroups: [""]
   resources: [pods]

@@ -25,7 +25,7 @@ from typing import Any
 
 import aiohttp
 
-from kopfscale.scaledapp.sources import cron, http_json, prometheus, resource
+from kopfscale.scaledapp.sources import cron, fetch, http_json, prometheus, resource
 from kopfscale.scaledapp.sources.base import (
     DEFAULT_TIMEOUT,
     Meaning,
@@ -35,6 +35,8 @@ from kopfscale.scaledapp.sources.base import (
     SourceError,
     timeout_of,
 )
+from kopfscale.settings import OperatorSettings
+from kopfscale.settings import load as load_settings
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -113,7 +115,7 @@ async def read(name: str, source: SourceSpec, ctx: SourceContext) -> MetricReadi
     except TimeoutError:
         return MetricReading(name=name, error=f"{label}: timed out after {source.timeout:g}s")
     except aiohttp.ClientError as e:
-        return MetricReading(name=name, error=f"{label}: request failed: {_client_error(e)}")
+        return MetricReading(name=name, error=f"{label}: request failed: {fetch.client_error(e)}")
     except Exception as e:
         logger.exception("Unexpected failure reading metric %r (%s)", name, label)
         return MetricReading(name=name, error=f"{label}: unexpected {type(e).__name__}: {e}")
@@ -130,10 +132,12 @@ async def read_metric(metric: Any, ctx: SourceContext) -> MetricReading:
     return await read(name, source, ctx)
 
 
-async def open_all() -> None:
-    """Open every scaler's client (the operator's startup)."""
+async def open_all(settings: OperatorSettings | None = None) -> None:
+    """Open every scaler's client with the operator's settings (its startup); a tool or a test
+    without settings gets the ones the environment says."""
+    given = settings if settings is not None else load_settings()
     for scaler in REGISTRY.values():
-        await scaler.open()
+        await scaler.open(given)
 
 
 async def close_all() -> None:
@@ -150,8 +154,3 @@ async def opened() -> AsyncIterator[None]:
         yield
     finally:
         await close_all()
-
-
-def _client_error(e: aiohttp.ClientError) -> str:
-    text = str(e) or type(e).__name__
-    return " ".join(text.split())

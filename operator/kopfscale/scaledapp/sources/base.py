@@ -15,10 +15,14 @@ import abc
 import datetime
 import enum
 import math
+import re
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from kopfscale.settings import OperatorSettings
 
 DEFAULT_TIMEOUT = 3.0  # seconds, per source read, unless the source's ``timeout`` field says otherwise
 
@@ -80,8 +84,8 @@ class Scaler(abc.ABC, Generic[ConfigT]):
     async def read(self, config: ConfigT, ctx: SourceContext) -> float:
         """One finite number, or :class:`SourceError` with a reason fit for status."""
 
-    async def open(self) -> None:
-        """Start the source's client (the operator's startup); nothing by default."""
+    async def open(self, settings: OperatorSettings) -> None:
+        """Start the source's client with the operator's settings (its startup); nothing by default."""
 
     async def close(self) -> None:
         """Release the client (the operator's cleanup); nothing by default."""
@@ -107,7 +111,10 @@ def to_number(raw: Any, what: str) -> float:
         try:
             value = float(raw.strip())
         except ValueError:
-            raise SourceError(f"{what} is a non-numeric string {_short(raw)}, expected a number") from None
+            # Never the string itself: it is the endpoint's data (docs/deploy.md, "Tenant model").
+            raise SourceError(
+                f"{what} is a non-numeric string ({len(raw)} characters), expected a number"
+            ) from None
     elif raw is None:
         raise SourceError(f"{what} is null, expected a number")
     else:
@@ -137,19 +144,29 @@ def describe_url(kind: str, url: Any) -> str:
     return f"{kind} {redact_url(url)}" if isinstance(url, str) and url else kind
 
 
+_AUTHORITY = re.compile(
+    r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*:)?(?P<slashes>//)?(?P<authority>[^/?#]*)(?P<rest>.*)$", re.S
+)
+_CREDENTIAL_PARAM = re.compile(
+    r"(?i)([?&;](?:[^=&#;]*(?:token|secret|password|passwd|pwd|apikey|api[-_]key|auth|signature|sig|credential|session)[^=&#;]*)=)([^&#;]*)"
+)
+
+
 def redact_url(url: str) -> str:
-    """The URL without user:password (error messages end up in the ScaledApp's status)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return url
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"***@{host}" + (f":{parts.port}" if parts.port is not None else "")
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    """The URL without credentials, whatever its shape (error messages end up in status).
+
+    Works on the raw text, so a URL that does not parse (a bad port, an unclosed bracket) is
+    redacted too: everything before the last ``@`` of the authority becomes ``***``, and the
+    values of query parameters named like credentials (``token``, ``api_key``, ...) become ``***``.
+    """
+    match = _AUTHORITY.match(url)
+    if match is None:  # pragma: no cover - the pattern matches every string
+        return "***"
+    authority = match["authority"]
+    if "@" in authority:
+        authority = "***@" + authority.rsplit("@", 1)[1]
+    rest = _CREDENTIAL_PARAM.sub(lambda m: m.group(1) + "***", match["rest"])
+    return f"{match['scheme'] or ''}{match['slashes'] or ''}{authority}{rest}"
 
 
 def _short(text: str, limit: int = 60) -> str:

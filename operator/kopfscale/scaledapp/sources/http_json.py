@@ -1,21 +1,29 @@
 """``type: http`` — one number out of a JSON document served over HTTP (like KEDA's metrics-api scaler).
 
-``GET url`` (with optional ``headers``); the body must be JSON; ``valueLocation`` is a JSONPath
-(jsonpath-ng, extended syntax: filters like ``$.queues[?(@.name == "jobs")].depth`` work) that must
-match exactly one value, which must be a number or a numeric string.
+``GET url`` (with optional ``headers``, ``headersFrom``, ``basicAuth``, ``bearerToken``, ``tls``);
+the body must be JSON; ``valueLocation`` is a JSONPath (jsonpath-ng, extended syntax: filters
+like ``$.queues[?(@.name == "jobs")].depth`` work) that must match exactly one value, which must
+be a number or a numeric string.
+
+Evaluation is kept cheap for every tenant (docs/metric-sources.md, "Cost of valueLocation"): the
+grammar refuses regular-expression filters (``=~``, whose backtracking has no bound) and
+recursive descent inside filters at parse time; documents are at most 1 MiB; and a document
+larger than ``evaluation.INLINE_BYTES`` is parsed and searched in a small thread pool, one evaluation
+per ScaledApp at a time, so the event loop (watches, the liveness probe) never waits for it.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jsonpath_ng.ext.parser import parse as parse_jsonpath
 
-from kopfscale.scaledapp.sources import fetch
+from kopfscale.scaledapp.sources import credentials, evaluation, fetch
 from kopfscale.scaledapp.sources.base import (
     Config,
     Meaning,
@@ -32,6 +40,7 @@ class HttpConfig:
     url: str
     value_location: str
     headers: dict[str, str]
+    credentials: credentials.Credentials = field(default_factory=credentials.Credentials)
 
 
 def parse_config(config: Config) -> HttpConfig:
@@ -47,16 +56,23 @@ def parse_config(config: Config) -> HttpConfig:
         url=http_url(config, "url"),
         value_location=required_str(config, "valueLocation"),
         headers=headers,
+        credentials=credentials.parse(config),
     )
 
 
-def parse_document(body: bytes) -> Any:
-    """The JSON document of a response body; :class:`SourceError` if it is not JSON."""
+def parse_document(body: bytes, content_type: str = "") -> Any:
+    """The JSON document of a response body; :class:`SourceError` if it is not JSON.
+
+    The error names the content type, the size and where parsing stopped, never body bytes.
+    """
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
-        snippet = " ".join(body[:80].decode("utf-8", errors="replace").split())
-        raise SourceError(f"response is not valid JSON ({e}): {snippet!r}") from None
+        where = f"at line {e.lineno} column {e.colno}" if isinstance(e, json.JSONDecodeError) else "not UTF-8"
+        kind = content_type or "no content type"
+        raise SourceError(f"response is not valid JSON ({kind}, {len(body)} bytes; {where})") from None
+    except RecursionError:
+        raise SourceError(f"response is nested too deeply to parse ({len(body)} bytes)") from None
 
 
 #: Distinct JSONPaths kept compiled. jsonpath-ng builds a PLY lexer and parser for every parse:
@@ -69,8 +85,26 @@ def compile_path(value_location: str) -> Any:
     return parse_jsonpath(value_location)
 
 
+_FILTER_DESCENT = re.compile(r"\[\?[^\]]*\.\.")
+
+
+def check_grammar(value_location: str) -> None:
+    """Refuse the JSONPath features whose cost has no useful bound (see the module docstring)."""
+    if "=~" in value_location:
+        raise SourceError(
+            f"valueLocation {value_location!r} uses a regular-expression filter (=~), which kopfscale "
+            "does not evaluate (a regex can backtrack for minutes); compare with == instead"
+        )
+    if _FILTER_DESCENT.search(value_location):
+        raise SourceError(
+            f"valueLocation {value_location!r} uses recursive descent (..) inside a filter, which "
+            "kopfscale does not evaluate (its cost grows with the square of the document)"
+        )
+
+
 def compile_checked(value_location: str) -> Any:
     """The compiled JSONPath; :class:`SourceError` naming the problem if it is not one."""
+    check_grammar(value_location)
     try:
         return compile_path(value_location)
     except Exception as e:  # jsonpath-ng raises assorted lexer/parser errors (and sometimes plain Exception)
@@ -93,6 +127,11 @@ def extract_value(doc: Any, value_location: str) -> float:
     return to_number(matches[0].value, f"the value at {value_location!r}")
 
 
+def evaluate(body: bytes, content_type: str, value_location: str) -> float:
+    """Parse and search one response (pure, CPU only: may run in a worker thread)."""
+    return extract_value(parse_document(body, content_type), value_location)
+
+
 class HttpJsonScaler(fetch.HttpScaler[HttpConfig]):
     """``GET url``, one number at ``valueLocation``: a total for the workload (KEDA's metrics-api)."""
 
@@ -100,17 +139,34 @@ class HttpJsonScaler(fetch.HttpScaler[HttpConfig]):
     meaning = Meaning.TOTAL
     url_field = "url"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.evaluate = evaluation.Evaluator()
+
     def parse(self, config: Config, target_type: str | None) -> HttpConfig:
         parsed = parse_config(config)
         compile_checked(parsed.value_location)
         return parsed
 
     async def read(self, config: HttpConfig, ctx: SourceContext) -> float:
-        headers = {"Accept": "application/json", **config.headers}
-        response = await self.client.get(config.url, headers=headers)
+        extra = await credentials.resolve(config.credentials, ctx.namespace)
+        headers = {"Accept": "application/json", **config.headers, **extra}
+        tenant = fetch.Tenant(ctx.namespace, ctx.scaledapp)
+        response = await self.client.get(
+            config.url,
+            headers=headers,
+            tenant=tenant,
+            ssl_context=await credentials.ssl_context(config.credentials, ctx.namespace),
+        )
         if not 200 <= response.status < 300:
-            raise fetch.http_status_error(response.status, response.reason, response.body)
-        return extract_value(parse_document(response.body), config.value_location)
+            raise SourceError(response.described)
+        return await self.evaluate(
+            len(response.body), tenant, evaluate, response.body, response.content_type, config.value_location
+        )
+
+    async def close(self) -> None:
+        await super().close()
+        self.evaluate.close()
 
 
 SCALER = HttpJsonScaler()

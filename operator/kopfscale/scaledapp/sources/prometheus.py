@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from kopfscale.scaledapp.sources import fetch
+from kopfscale.scaledapp.sources import credentials, evaluation, fetch
 from kopfscale.scaledapp.sources.base import (
     Config,
     Meaning,
@@ -31,6 +31,7 @@ class PrometheusConfig:
     server_address: str
     query: str
     ignore_null_values: bool
+    credentials: credentials.Credentials = field(default_factory=credentials.Credentials)
 
 
 def parse_config(config: Config) -> PrometheusConfig:
@@ -41,6 +42,7 @@ def parse_config(config: Config) -> PrometheusConfig:
         server_address=http_url(config, "serverAddress"),
         query=required_str(config, "query"),
         ignore_null_values=ignore,
+        credentials=credentials.parse(config),
     )
 
 
@@ -49,22 +51,36 @@ def query_url(server_address: str) -> str:
     return server_address.rstrip("/") + QUERY_PATH
 
 
-def parse_response(status: int, body: bytes, *, ignore_null_values: bool = False) -> float:
-    """The single number of a ``/api/v1/query`` response; :class:`SourceError` for anything else."""
+#: The errorType values of the Prometheus HTTP API: shown as they are, being from a fixed set
+#: (the free-text ``error`` beside it is the server's text, and never shown).
+ERROR_TYPES = frozenset(
+    {"bad_data", "execution", "timeout", "canceled", "internal", "unavailable", "not_found", "not_acceptable"}
+)
+
+
+def parse_response(
+    status: int, body: bytes, ignore_null_values: bool = False, content_type: str = ""
+) -> float:
+    """The single number of a ``/api/v1/query`` response; :class:`SourceError` for anything else.
+
+    Errors never quote the response (docs/deploy.md, "Tenant model"): the status, the content
+    type and size, and Prometheus' errorType when it is one of the API's own.
+    """
+    shape = f"{content_type or 'no content type'}, {len(body)} bytes"
     try:
         doc: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         doc = None
     if not isinstance(doc, Mapping):
         if 200 <= status < 300:
-            raise SourceError(f"HTTP {status} with a body that is not a Prometheus API JSON object")
-        raise SourceError(f"HTTP {status}: {_snippet(body)}" if body.strip() else f"HTTP {status}")
+            raise SourceError(f"HTTP {status} with a body that is not a Prometheus API JSON object ({shape})")
+        raise SourceError(fetch.http_status_error(status, None, body, content_type).args[0])
 
     if doc.get("status") != "success" or not (200 <= status < 300):
         error_type = doc.get("errorType")
-        error = doc.get("error")
-        detail = ": ".join(str(part) for part in (error_type, error) if part) or "query failed"
-        raise SourceError(f"HTTP {status}: {detail}")
+        if error_type in ERROR_TYPES:
+            raise SourceError(f"HTTP {status}: {error_type} (run the query in Prometheus to see its message)")
+        raise SourceError(f"HTTP {status}: query failed ({shape})")
 
     data = doc.get("data")
     if not isinstance(data, Mapping):
@@ -85,11 +101,8 @@ def parse_response(status: int, body: bytes, *, ignore_null_values: bool = False
                 "set ignoreNullValues: true to read an empty result as 0"
             )
         if len(result) > 1:
-            examples = ", ".join(_labels(sample) for sample in result[:3])
-            more = ", …" if len(result) > 3 else ""
             raise SourceError(
-                f"query returned {len(result)} series, expected one number "
-                f"({examples}{more}); aggregate it, e.g. with sum(...)"
+                f"query returned {len(result)} series, expected one number; aggregate it, e.g. with sum(...)"
             )
         sample = result[0]
         if not isinstance(sample, Mapping):
@@ -101,7 +114,7 @@ def parse_response(status: int, body: bytes, *, ignore_null_values: bool = False
         raise SourceError("query returned a range vector (matrix), expected one number; use an instant query")
     if result_type == "string":
         raise SourceError("query returned a string, expected one number")
-    raise SourceError(f"unexpected resultType {result_type!r}")
+    raise SourceError("unexpected resultType (not scalar, vector, matrix or string)")
 
 
 def _sample_value(pair: Any, what: str) -> float:
@@ -111,17 +124,6 @@ def _sample_value(pair: Any, what: str) -> float:
     return to_number(pair[1], "query result")
 
 
-def _labels(sample: Any) -> str:
-    metric = sample.get("metric") if isinstance(sample, Mapping) else None
-    if not isinstance(metric, Mapping):
-        return "{}"
-    return "{" + ", ".join(f'{key}="{value}"' for key, value in sorted(metric.items())) + "}"
-
-
-def _snippet(body: bytes) -> str:
-    return " ".join(body[:200].decode("utf-8", errors="replace").split())
-
-
 class PrometheusScaler(fetch.HttpScaler[PrometheusConfig]):
     """An instant query yielding one number: a total for the workload (KEDA's prometheus scaler)."""
 
@@ -129,16 +131,36 @@ class PrometheusScaler(fetch.HttpScaler[PrometheusConfig]):
     meaning = Meaning.TOTAL
     url_field = "serverAddress"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.evaluate = evaluation.Evaluator()
+
     def parse(self, config: Config, target_type: str | None) -> PrometheusConfig:
         return parse_config(config)
 
     async def read(self, config: PrometheusConfig, ctx: SourceContext) -> float:
+        extra = await credentials.resolve(config.credentials, ctx.namespace)
+        tenant = fetch.Tenant(ctx.namespace, ctx.scaledapp)
         response = await self.client.get(
             query_url(config.server_address),
             params={"query": config.query},
-            headers={"Accept": "application/json"},
+            headers={"Accept": "application/json", **extra},
+            tenant=tenant,
+            ssl_context=await credentials.ssl_context(config.credentials, ctx.namespace),
         )
-        return parse_response(response.status, response.body, ignore_null_values=config.ignore_null_values)
+        return await self.evaluate(
+            len(response.body),
+            tenant,
+            parse_response,
+            response.status,
+            response.body,
+            config.ignore_null_values,
+            response.content_type,
+        )
+
+    async def close(self) -> None:
+        await super().close()
+        self.evaluate.close()
 
 
 SCALER = PrometheusScaler()

@@ -1,0 +1,109 @@
+"""High availability the way the chart runs it: two ``kopfscale run`` processes with identical
+arguments (only their liveness ports differ) against one cluster. Exactly one acts; SIGKILL it,
+and the other acts within 15 s."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kopfscale_devcluster.cluster import free_port
+from tests.conftest import Cluster
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.integration
+PEERING_CRDS = Path(__file__).resolve().parents[2] / "deploy" / "crds" / "kopf-peering.yaml"
+TAKEOVER_BOUND = 15.0
+ACTED = "Handler 'reconcile_children' is invoked"  # a replica's log line when it handles a Greeter
+
+
+def greeter(name: str) -> str:
+    body = {
+        "apiVersion": "kopfscale.dev/v1",
+        "kind": "Greeter",
+        "metadata": {"name": name},
+        "spec": {"message": "hi"},
+    }
+    return json.dumps(body)
+
+
+def has_deployment(cluster: Cluster, namespace: str, name: str) -> bool:
+    return cluster.kubectl("get", "deployment", name, "-n", namespace, check=False).returncode == 0
+
+
+@pytest.fixture()
+def peering(cluster: Cluster, namespace: str) -> Iterator[str]:
+    cluster.kubectl("apply", "--server-side", "-f", str(PEERING_CRDS))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev", "--timeout=60s")
+    peering = {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "ha"}}
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(peering))
+    yield "ha"
+
+
+def test_exactly_one_replica_acts_and_a_standby_takes_over_a_killed_one(
+    cluster: Cluster, namespace: str, peering: str, tmp_path: Path
+) -> None:
+    processes: dict[int, tuple[subprocess.Popen[bytes], Path]] = {}
+    try:
+        for n in (1, 2):
+            log = tmp_path / f"replica-{n}.log"
+            liveness = f"http://127.0.0.1:{free_port()}/healthz"
+            args = [sys.executable, "-m", "kopfscale.cli", "run", "--namespace", namespace,
+                    "--peering", peering, "--verbose", "--liveness", liveness]  # fmt: skip
+            env = {**cluster.env, "PYTHONUNBUFFERED": "1"}  # the test reads the logs as they are written
+            with log.open("wb") as out:
+                processes[n] = (
+                    subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT),
+                    log,
+                )
+
+        def priorities() -> dict[str, int]:
+            body = json.loads(
+                cluster.kubectl("get", "kopfpeering", peering, "-n", namespace, "-o", "json").stdout
+            )
+            return {peer: int(info["priority"]) for peer, info in (body.get("status") or {}).items()}
+
+        wait_for(lambda: len(priorities()) == 2, timeout=60, what="both replicas in the peering object")
+        assert len(set(priorities().values())) == 2, (
+            f"identical arguments, distinct priorities: {priorities()}"
+        )
+
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=greeter("first"))
+        wait_for(
+            lambda: has_deployment(cluster, namespace, "first"),
+            timeout=60,
+            what="the first Greeter's Deployment",
+        )
+        handled = {n: ACTED in log.read_text() for n, (_, log) in processes.items()}
+        assert sorted(handled.values()) == [False, True], f"exactly one replica acts: {handled}"
+        (active,) = [n for n, acted in handled.items() if acted]
+        standby = 3 - active
+        assert "Pausing operations in favour of" in processes[standby][1].read_text()
+
+        seen = len(processes[standby][1].read_text())
+        processes[active][0].send_signal(signal.SIGKILL)
+        processes[active][0].wait(timeout=10)
+        killed = time.monotonic()
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=greeter("second"))
+        wait_for(
+            lambda: has_deployment(cluster, namespace, "second"),
+            timeout=60,
+            interval=0.2,
+            what="the takeover",
+        )
+        takeover = time.monotonic() - killed
+        print(f"takeover after SIGKILL: {takeover:.1f} s")
+        assert takeover <= TAKEOVER_BOUND, f"the standby took {takeover:.1f} s to act"
+        assert ACTED in processes[standby][1].read_text()[seen:]
+    finally:
+        for process, _ in processes.values():
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=30)
