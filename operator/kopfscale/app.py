@@ -72,6 +72,12 @@ async def wire(memo: kopf.Memo, settings: kopf.OperatorSettings, logger: kopf.Lo
     await sources.open_all(config)
 
 
+@kopf.on.cleanup()
+async def unwire(**_: Any) -> None:
+    """What wire opened, closed: the metric sources' clients."""
+    await sources.close_all()
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Keep kopf's bookkeeping in our own annotations: status stays ours (the CRD schema prunes

@@ -32,6 +32,10 @@ def ready(cluster: Cluster, namespace: str, kind: str, name: str) -> dict[str, A
     return {}
 
 
+def events_of(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
+    return list(json.loads(cluster.kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"])
+
+
 def warnings(cluster: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
     out = cluster.kubectl(
         "get",
@@ -234,6 +238,9 @@ def test_switching_from_template_to_scale_target_ref_leaves_no_orphan(
     for name in ("moves", "stays"):
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(app(name)))
         wait_for(lambda name=name: deployment(name) is not None, timeout=60, what=f"Deployment/{name}")  # type: ignore[misc]
+    time.sleep(2)  # the create handler and the first rounds have all run
+    created = [e for e in events_of(cluster, namespace) if e["reason"] == "DeploymentCreated"]
+    assert sorted(e["involvedObject"]["name"] for e in created) == ["moves", "stays"], "one per creation"
 
     # To another workload: the template's Deployment is deleted, the other one is scaled.
     ref = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "other"}

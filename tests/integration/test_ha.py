@@ -22,6 +22,8 @@ pytestmark = pytest.mark.integration
 PEERING_CRDS = Path(__file__).resolve().parents[2] / "deploy" / "crds" / "kopf-peering.yaml"
 TAKEOVER_BOUND = 15.0
 ACTED = "Handler 'reconcile_children' is invoked"  # a replica's log line when it handles a Greeter
+PAUSED = "Pausing operations in favour of"  # kopf's line when a peer with a higher priority is seen
+RESUMED = "Resuming operations after the pause"  # and when none outranks it (any more)
 
 
 def greeter(name: str) -> str:
@@ -57,7 +59,8 @@ def test_exactly_one_replica_acts_and_a_standby_takes_over_a_killed_one(
             liveness = f"http://127.0.0.1:{free_port()}/healthz"
             args = [sys.executable, "-m", "kopfscale.cli", "run", "--namespace", namespace,
                     "--peering", peering, "--verbose", "--liveness", liveness]  # fmt: skip
-            env = {**cluster.env, "PYTHONUNBUFFERED": "1"}  # the test reads the logs as they are written
+            # POD_ID: kopf's identity in the peering object, as the chart sets it (the Pod's name).
+            env = {**cluster.env, "PYTHONUNBUFFERED": "1", "POD_ID": f"replica-{n}"}
             with log.open("wb") as out:
                 processes[n] = (
                     subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT),
@@ -75,6 +78,18 @@ def test_exactly_one_replica_acts_and_a_standby_takes_over_a_killed_one(
             f"identical arguments, distinct priorities: {priorities()}"
         )
 
+        # The highest priority acts. kopf starts every replica paused and resumes it only when no
+        # live peer outranks it: wait until the logs show exactly that (the active one resumed last,
+        # the standby never resumed or paused after it did).
+        ranked = sorted(priorities().items(), key=lambda item: item[1])
+        standby, active = (int(peer.rsplit("-", 1)[1]) for peer, _ in ranked)
+
+        def acting(n: int) -> bool:
+            text = processes[n][1].read_text()
+            return text.rfind(RESUMED) > text.rfind(PAUSED)
+
+        wait_for(lambda: acting(active) and not acting(standby), timeout=60, what="one replica standing by")
+
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=greeter("first"))
         wait_for(
             lambda: has_deployment(cluster, namespace, "first"),
@@ -82,10 +97,8 @@ def test_exactly_one_replica_acts_and_a_standby_takes_over_a_killed_one(
             what="the first Greeter's Deployment",
         )
         handled = {n: ACTED in log.read_text() for n, (_, log) in processes.items()}
-        assert sorted(handled.values()) == [False, True], f"exactly one replica acts: {handled}"
-        (active,) = [n for n, acted in handled.items() if acted]
-        standby = 3 - active
-        assert "Pausing operations in favour of" in processes[standby][1].read_text()
+        assert handled == {active: True, standby: False}, f"exactly one replica acts: {handled}"
+        assert acting(active) and not acting(standby)
 
         seen = len(processes[standby][1].read_text())
         processes[active][0].send_signal(signal.SIGKILL)

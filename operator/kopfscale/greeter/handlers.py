@@ -39,6 +39,7 @@ from kopfscale import GROUP, VERSION
 from kopfscale.greeter import cache, manifests, reconcile, status
 from kopfscale.kube import backoff, ownership
 from kopfscale.settings import OperatorSettings
+from kopfscale.wiring import from_memo
 
 PLURAL = reconcile.PLURAL
 MEMO_KEY = "greeter"
@@ -53,10 +54,7 @@ class Wiring:
 
 
 def wiring(memo: Mapping[str, Any]) -> Wiring:
-    found = memo.get(MEMO_KEY)
-    if not isinstance(found, Wiring):
-        raise RuntimeError("the Greeter controller is not wired (load the handlers with kopfscale.app)")
-    return found
+    return from_memo(memo, MEMO_KEY, Wiring)
 
 
 # One reconciliation per Greeter at a time in this process: a Greeter's own handler and its

@@ -22,10 +22,11 @@ import kopf
 from kopfscale import GROUP, SCALEDAPPS, VERSION
 from kopfscale.kube import backoff, indexes
 from kopfscale.kube.errors import ApiError
-from kopfscale.scaledapp import conflicts, deployment, sources
+from kopfscale.scaledapp import conflicts, deployment
 from kopfscale.scaledapp.autoscaler import Api, Autoscaler, announce_deployment, run
 from kopfscale.scaledapp.spec import ScaledAppSpec, SpecError, parse
 from kopfscale.scaledapp.workload import TargetError
+from kopfscale.wiring import from_memo
 
 PLURAL = SCALEDAPPS
 WAKE_MEMO_KEY = "autoscaler_wake"  # the per-object memo's event: "the spec changed, start a round"
@@ -40,15 +41,7 @@ class Wiring:
 
 
 def wiring(memo: Mapping[str, Any]) -> Wiring:
-    found = memo.get(MEMO_KEY)
-    if not isinstance(found, Wiring):
-        raise RuntimeError("the ScaledApp controller is not wired (load the handlers with kopfscale.app)")
-    return found
-
-
-@kopf.on.cleanup()
-async def close_sources(**_: Any) -> None:
-    await sources.close_all()
+    return from_memo(memo, MEMO_KEY, Wiring)
 
 
 # --- every autoscaler of a workload, by its target: one autoscaler per workload (conflicts.py) ----------

@@ -47,6 +47,7 @@ mode Auto); ``kopfscale simulate`` replays traces through it.
 from __future__ import annotations
 
 import datetime
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -401,8 +402,10 @@ def decide(
     *,
     now: datetime.datetime,
     created: datetime.datetime | None = None,
+    assume_scaled: bool = False,
 ) -> Decision:
-    """The numbered steps of the module docstring, in order."""
+    """The numbered steps of the module docstring, in order. ``assume_scaled``: the history also
+    records the scale event, as after a successful write in mode Auto (see :data:`step`)."""
     by_name = {r.name: r for r in readings}
     metrics = tuple(
         evaluate_metric(m, by_name.get(m.name), current, spec, history.failures.get(m.name, 0))
@@ -438,7 +441,10 @@ def decide(
         history=history,
         explanation="",
     )
-    return _with_explanation(decision, spec)
+    decision = _with_explanation(decision, spec)
+    if assume_scaled and spec.mode == "Auto" and decision.desired != current:
+        return replace(decision, history=record_scaling(decision, spec, now))
+    return decision
 
 
 _REASON_TEXT = {
@@ -503,19 +509,7 @@ def record_scaling(decision: Decision, spec: ScaledAppSpec, now: datetime.dateti
     return decision.history.record_scale_event(now, change, keep_seconds(spec)[1])
 
 
-def step(
-    spec: ScaledAppSpec,
-    current: int,
-    readings: Sequence[Reading],
-    history: History,
-    *,
-    now: datetime.datetime,
-    created: datetime.datetime | None = None,
-) -> Decision:
-    """One round as the operator runs it, when the scaling succeeds: :func:`decide`, then in mode
-    ``Auto`` the scale event :func:`record_scaling` adds. ``Decision.history`` is what the next
-    round starts from; the simulator (``kopfscale simulate``) replays traces through this."""
-    decision = decide(spec, current, readings, history, now=now, created=created)
-    if spec.mode == "Auto" and decision.desired != current:
-        return replace(decision, history=record_scaling(decision, spec, now))
-    return decision
+#: One round as the operator runs it when the scaling succeeds: :func:`decide`, then in mode
+#: ``Auto`` the scale event :func:`record_scaling` adds. ``Decision.history`` is what the next
+#: round starts from; the simulator (``kopfscale simulate``) replays traces through this.
+step = functools.partial(decide, assume_scaled=True)

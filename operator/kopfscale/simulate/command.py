@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -97,30 +98,10 @@ def check_columns(trace: Trace, m: manifests.Manifest) -> list[str]:
     metavar="RFC3339",
     help="The instant of time 0 of a trace in seconds (cron windows use it) [default: 1970-01-01T00:00:00Z].",
 )
-def simulate(
-    scaledapp: str,
-    trace_path: str | None,
-    trace_metric: str | None,
-    from_cluster: str | None,
-    start_replicas: int | None,
-    output: str,
-    plot_path: str | None,
-    compare_path: str | None,
-    start_time: str | None,
-) -> None:
+def simulate(**options: Any) -> None:
     """Replay TRACE through SCALEDAPP.yaml's policy, as the operator would run it, and show every tick."""
     try:
-        text = run_command(
-            scaledapp,
-            trace_path,
-            trace_metric,
-            from_cluster,
-            start_replicas,
-            output,
-            plot_path,
-            compare_path,
-            start_time,
-        )
+        text = run_command(**options)
     except InputError as e:
         click.echo(f"kopfscale simulate: {e}", err=True)
         sys.exit(EXIT_BAD_INPUT)

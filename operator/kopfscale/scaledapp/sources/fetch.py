@@ -247,7 +247,10 @@ class HttpScaler(Scaler[ConfigT]):
     url_field: ClassVar[str]
 
     def __init__(self) -> None:
+        from kopfscale.scaledapp.sources import evaluation  # it builds on this module's Tenant
+
         self.client = HttpClient()
+        self.evaluate = evaluation.Evaluator()  # parses and searches large responses off the loop
 
     def describe(self, config: Mapping[str, Any]) -> str:
         return describe_url(self.type, config.get(self.url_field))

@@ -23,7 +23,7 @@ from typing import Any
 
 from jsonpath_ng.ext.parser import parse as parse_jsonpath
 
-from kopfscale.scaledapp.sources import credentials, evaluation, fetch
+from kopfscale.scaledapp.sources import credentials, fetch
 from kopfscale.scaledapp.sources.base import (
     Config,
     Meaning,
@@ -138,10 +138,6 @@ class HttpJsonScaler(fetch.HttpScaler[HttpConfig]):
     type = "http"
     meaning = Meaning.TOTAL
     url_field = "url"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.evaluate = evaluation.Evaluator()
 
     def parse(self, config: Config, target_type: str | None) -> HttpConfig:
         parsed = parse_config(config)

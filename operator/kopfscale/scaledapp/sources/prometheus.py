@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kopfscale.scaledapp.sources import credentials, evaluation, fetch
+from kopfscale.scaledapp.sources import credentials, fetch
 from kopfscale.scaledapp.sources.base import (
     Config,
     Meaning,
@@ -130,10 +130,6 @@ class PrometheusScaler(fetch.HttpScaler[PrometheusConfig]):
     type = "prometheus"
     meaning = Meaning.TOTAL
     url_field = "serverAddress"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.evaluate = evaluation.Evaluator()
 
     def parse(self, config: Config, target_type: str | None) -> PrometheusConfig:
         return parse_config(config)
