@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import socket
 from typing import Any
 
 import kopf
 
 from kopfscale import GROUP, kube
+from kopfscale import crdwait as _crdwait  # noqa: F401  (first startup handler: CRDs Established)
 from kopfscale import metrics as _metrics  # noqa: F401  (/metrics endpoint + handler timing)
 from kopfscale import peering as _peering  # noqa: F401  (creates kopf's peering object if missing)
 from kopfscale import settings as operator_settings
@@ -87,6 +89,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     # Events: users see what we did on `kubectl describe`; debug chatter stays in the log.
     settings.posting.level = logging.INFO
+    # Events are signed by kopfscale (`kubectl get events` SOURCE column), not by the framework.
+    settings.posting.reporting_component = "kopfscale"
+    settings.posting.reporting_instance = socket.gethostname()
     # Watches are long-lived; a server-side timeout refreshes them without losing events.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330

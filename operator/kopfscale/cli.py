@@ -44,6 +44,19 @@ def main() -> None:
     help="Serve Prometheus metrics on this port at /metrics (env KOPFSCALE_METRICS_PORT; 0: off).",
 )
 @click.option(
+    "--metrics-address",
+    envvar="KOPFSCALE_METRICS_ADDRESS",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the /metrics endpoint binds to (env KOPFSCALE_METRICS_ADDRESS; 0.0.0.0 in a Pod).",
+)
+@click.option(
+    "--log-prefix/--no-log-prefix",
+    default=True,
+    show_default=True,
+    help="Start each log line about an object with [namespace/name] (plain and full formats).",
+)
+@click.option(
     "--egress-allow-cidr",
     "egress_allow",
     multiple=True,
@@ -82,15 +95,20 @@ def run(
     peering_name: str | None,
     priority: int | None,
     metrics_port: int | None,
+    metrics_address: str,
+    log_prefix: bool,
     egress_allow: tuple[str, ...],
     egress_deny: tuple[str, ...],
     egress_deny_hosts: tuple[str, ...],
     egress_loopback: bool | None,
 ) -> None:
-    """Run the operator until interrupted."""
+    """Run the operator until interrupted. The first line says on which cluster, with which scope."""
+    from kopfscale import runinfo
+
     _egress_options(egress_allow, egress_deny, egress_deny_hosts, egress_loopback)
     if metrics_port is not None:
         os.environ["KOPFSCALE_METRICS_PORT"] = str(metrics_port)  # read by kopfscale.metrics at startup
+    os.environ["KOPFSCALE_METRICS_ADDRESS"] = metrics_address
     if clusterwide and namespaces:
         raise click.UsageError("use either --namespace or --all-namespaces, not both")
     if priority is None and not standalone:
@@ -103,8 +121,32 @@ def run(
             namespaces = tuple(n.strip() for n in env_namespaces)
         else:
             clusterwide = True
-    kopf.configure(verbose=verbose, debug=debug, quiet=quiet, log_format=kopf.LogFormat[log_format.upper()])
+    kopf.configure(
+        verbose=verbose,
+        debug=debug,
+        quiet=quiet,
+        log_format=kopf.LogFormat[log_format.upper()],
+        log_prefix=log_prefix and log_format != "json",  # JSON lines carry the object as fields
+    )
     import kopfscale.app  # noqa: F401  (registers the handlers)
+    from kopfscale.metrics import configured_port
+
+    context, server = runinfo.current_cluster()
+    port = configured_port()
+    click.echo(
+        runinfo.summary(
+            context=context,
+            server=server,
+            clusterwide=clusterwide,
+            namespaces=namespaces,
+            standalone=standalone,
+            peering_name=peering_name,
+            priority=priority,
+            metrics=f"http://{metrics_address}:{port}/metrics" if port else None,
+            liveness=liveness_endpoint,
+        ),
+        err=True,
+    )
 
     asyncio.run(
         kopf.operator(

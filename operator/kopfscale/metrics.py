@@ -9,13 +9,27 @@ The series, for dashboards and alerts:
 - ``kopfscale_scaling_decisions_total{namespace, scaledapp, direction, mode}`` and
   ``kopfscale_metric_source_errors_total{namespace, scaledapp, source}``: the autoscaler's
   decisions and failed metric reads (use :func:`record_decision` / :func:`record_source_error`).
+- Per ScaledApp, set by :func:`record_round` at the end of each autoscaling round (the report
+  step) and dropped when the ScaledApp is deleted (an optional delete handler):
+  ``kopfscale_scaledapp_replicas``, ``_desired_replicas``, ``_min_replicas``, ``_max_replicas``
+  (``{namespace, scaledapp}``),
+  ``kopfscale_scaledapp_metric_value`` and ``_metric_target`` (``{..., metric}``; absent while
+  a metric cannot be read), ``kopfscale_scaledapp_condition{..., condition, status}`` (1 for the
+  condition's current status, 0 for the other two, as kube-state-metrics spells conditions).
+- ``kopfscale_autoscaler_loop_lateness_seconds``: how late autoscaling rounds start (actual
+  start minus due time); a growing tail means the operator cannot keep up with its ScaledApps.
+
+``deploy/monitoring/`` (alert rules, Grafana dashboard) is built on exactly these names; a unit
+test keeps them in step.
 
 Handlers are measured without touching them: at startup, :func:`instrument` wraps every resource
 handler in kopf's registry with a timer (once; idempotent across operator restarts in one
 process). Daemons are long-lived loops, not reconciles, and are left alone.
 
 The endpoint is off unless a port is given: ``kopfscale run --metrics-port 8081`` or the env
-``KOPFSCALE_METRICS_PORT`` (0 or empty: off). It is an aiohttp app on the operator's own loop, so it
+``KOPFSCALE_METRICS_PORT`` (0 or empty: off). It binds to loopback unless
+``KOPFSCALE_METRICS_ADDRESS`` (``--metrics-address``) says otherwise; the chart sets 0.0.0.0 so
+Prometheus can scrape the Pod. It is an aiohttp app on the operator's own loop, so it
 starts and stops with the operator (tests run several operators in one process).
 """
 
@@ -27,14 +41,15 @@ import functools
 import inspect
 import logging
 import os
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import kopf
 from aiohttp import web
 from kopf._core.intents.handlers import DaemonHandler  # no public name; needed to skip daemons
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 
 PORT_ENV = "KOPFSCALE_METRICS_PORT"
 ADDRESS_ENV = "KOPFSCALE_METRICS_ADDRESS"
@@ -64,6 +79,142 @@ SOURCE_ERRORS = Counter(
     "Failed reads of a ScaledApp metric source (prometheus, http, cron, resource).",
     ["namespace", "scaledapp", "source"],
 )
+
+
+_APP = ["namespace", "scaledapp"]
+REPLICAS = Gauge("kopfscale_scaledapp_replicas", "Replicas the scaled workload has.", _APP)
+DESIRED = Gauge("kopfscale_scaledapp_desired_replicas", "Replicas the last decision asked for.", _APP)
+MIN_REPLICAS = Gauge("kopfscale_scaledapp_min_replicas", "spec.minReplicas of the ScaledApp.", _APP)
+MAX_REPLICAS = Gauge("kopfscale_scaledapp_max_replicas", "spec.maxReplicas of the ScaledApp.", _APP)
+METRIC_VALUE = Gauge(
+    "kopfscale_scaledapp_metric_value", "The last value read of a ScaledApp metric.", [*_APP, "metric"]
+)
+METRIC_TARGET = Gauge(
+    "kopfscale_scaledapp_metric_target",
+    "The target of a ScaledApp metric (per replica for AverageValue, percent for Utilization).",
+    [*_APP, "metric"],
+)
+CONDITION = Gauge(
+    "kopfscale_scaledapp_condition",
+    "Status conditions of a ScaledApp: 1 for the current status (True, False, Unknown), else 0.",
+    [*_APP, "condition", "status"],
+)
+LATENESS = Histogram(
+    "kopfscale_autoscaler_loop_lateness_seconds",
+    "How late an autoscaling round started: actual start minus due time (pollingInterval after the last).",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0),
+)
+STATUSES = ("True", "False", "Unknown")
+
+#: The label values each ScaledApp has set, so that :func:`forget` removes exactly those.
+_series: dict[tuple[str, str], dict[str, set[tuple[str, ...]]]] = {}
+_series_lock = threading.Lock()
+
+
+def _track(key: tuple[str, str], family: str, labels: tuple[str, ...]) -> None:
+    with _series_lock:
+        _series.setdefault(key, {}).setdefault(family, set()).add(labels)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def record_round(
+    namespace: str,
+    scaledapp: str,
+    spec: Any,
+    decision: Any,
+    replicas: int,
+    conditions: Iterable[Mapping[str, Any]] = (),
+) -> None:
+    """Set the per-ScaledApp gauges from one finished round (``spec``: a ``ScaledAppSpec``,
+    ``decision``: a ``policy.Decision``; typed loosely so this module imports no scaledapp code)."""
+    key = (namespace, scaledapp)
+    REPLICAS.labels(namespace, scaledapp).set(replicas)
+    DESIRED.labels(namespace, scaledapp).set(decision.desired)
+    MIN_REPLICAS.labels(namespace, scaledapp).set(spec.min_replicas)
+    MAX_REPLICAS.labels(namespace, scaledapp).set(spec.max_replicas)
+    seen: set[tuple[str, ...]] = set()
+    for m in decision.metrics:
+        labels: tuple[str, ...] = (namespace, scaledapp, str(m.name))
+        seen.add(labels)
+        value = _number(m.value) if m.error is None else None
+        if value is None:
+            if _has(METRIC_VALUE, labels):
+                METRIC_VALUE.remove(*labels)
+        else:
+            METRIC_VALUE.labels(*labels).set(value)
+        target = _number(m.target.value) if m.target is not None else None
+        if target is not None:
+            METRIC_TARGET.labels(*labels).set(target)
+        _track(key, "metric", labels)
+    # Metrics removed from the spec: drop their series.
+    with _series_lock:
+        stale = _series.get(key, {}).get("metric", set()) - seen
+        if stale:
+            _series[key]["metric"] -= stale
+    for stale_labels in stale:
+        for family in (METRIC_VALUE, METRIC_TARGET):
+            if _has(family, stale_labels):
+                family.remove(*stale_labels)
+    for condition in conditions:
+        set_condition(namespace, scaledapp, str(condition["type"]), str(condition["status"]))
+
+
+def set_condition(namespace: str, scaledapp: str, condition: str, status: str) -> None:
+    for candidate in STATUSES:
+        labels = (namespace, scaledapp, condition, candidate)
+        CONDITION.labels(*labels).set(1 if candidate == status else 0)
+        _track((namespace, scaledapp), "condition", labels)
+
+
+def record_not_ready(namespace: str, scaledapp: str) -> None:
+    """A round that could not read or scale the workload: Ready is False."""
+    set_condition(namespace, scaledapp, "Ready", "False")
+
+
+def record_lateness(started: float, due: float | None) -> None:
+    """One round's lateness (``started - due``, same clock); rounds woken early are not late."""
+    if due is not None:
+        LATENESS.observe(max(0.0, started - due))
+
+
+def _has(family: Any, labels: tuple[str, ...]) -> bool:
+    return labels in family._metrics  # prometheus_client keeps children in this dict
+
+
+def forget(namespace: str, scaledapp: str) -> None:
+    """Drop every series of a deleted ScaledApp, so dashboards and alerts do not see ghosts."""
+    key = (namespace, scaledapp)
+    with _series_lock:
+        tracked = _series.pop(key, {})
+    app = (namespace, scaledapp)
+    for family in (REPLICAS, DESIRED, MIN_REPLICAS, MAX_REPLICAS):
+        if _has(family, app):
+            family.remove(*app)
+    for labels in tracked.get("metric", set()):
+        for family in (METRIC_VALUE, METRIC_TARGET):
+            if _has(family, labels):
+                family.remove(*labels)
+    for labels in tracked.get("condition", set()):
+        if _has(CONDITION, labels):
+            CONDITION.remove(*labels)
+    for counter in (SCALING_DECISIONS, SOURCE_ERRORS):
+        for counted in [ls for ls in list(counter._metrics) if ls[:2] == app]:
+            counter.remove(*counted)
+
+
+@kopf.on.delete("kopfscale.dev", "v1", "scaledapps", optional=True)
+def forget_deleted(name: str, namespace: str | None, **_: Any) -> None:
+    """A deleted ScaledApp's series go with it. ``optional``: no finalizer of its own (the
+    autoscaling daemon's finalizer already makes kopf see the deletion); one run per deletion,
+    where a watch-event handler would run (and log) on every status write."""
+    if namespace:
+        forget(namespace, name)
 
 
 def record_decision(namespace: str, scaledapp: str, current: int, desired: int, mode: str) -> None:
@@ -176,7 +327,7 @@ async def start_metrics(memo: kopf.Memo, **_: Any) -> None:
     app.router.add_get("/metrics", _serve_metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    address = os.environ.get(ADDRESS_ENV, "0.0.0.0")
+    address = os.environ.get(ADDRESS_ENV) or "127.0.0.1"
     await web.TCPSite(runner, address, port).start()
     memo[_SERVER_MEMO_KEY] = runner
     logger.info(f"Serving Prometheus metrics on http://{address}:{port}/metrics")

@@ -131,15 +131,18 @@ def test_wrong_values_fail_at_install(values: list[str], complaint: str) -> None
 
 
 def test_chart_crds_are_the_repository_crds(tmp_path: Path) -> None:
-    """crds/ is the one source of truth: the chart's crds/ are symlinks to it (and to kopf's
-    peering CRDs in deploy/crds/), and `helm package` ships their contents."""
+    """crds/ is the one source of truth: the chart's crds/ are byte-identical copies of it (and of
+    kopf's peering CRDs in deploy/crds/), made by `make chart-files` (Helm warns about symlinks
+    on every command), and `helm package` ships their contents without a warning."""
     sources = sorted([*(REPO_ROOT / "crds").glob("*.yaml"), *(DEPLOY / "crds").glob("*.yaml")])
     chart_crds = sorted((CHART / "crds").glob("*.yaml"))
     assert [p.name for p in chart_crds] == sorted(p.name for p in sources)
-    for link in chart_crds:
-        assert link.is_symlink(), f"{link} must be a symlink into crds/ or deploy/crds/"
-        assert link.resolve() in [s.resolve() for s in sources]
-    helm("package", str(CHART), "--destination", str(tmp_path))
+    for copy in chart_crds:
+        assert not copy.is_symlink(), f"{copy} must be a real file (make chart-files)"
+        source = next(s for s in sources if s.name == copy.name)
+        assert copy.read_bytes() == source.read_bytes(), f"{copy} differs from {source}: run make chart-files"
+    packaged = helm("package", str(CHART), "--destination", str(tmp_path))
+    assert packaged.stderr == "", packaged.stderr
     (package,) = tmp_path.glob("kopfscale-*.tgz")
     with tarfile.open(package) as tar:
         for source in sources:

@@ -61,7 +61,7 @@ def test_a_cel_message_names_the_object() -> None:
     with pytest.raises(InputError) as caught:
         manifest.from_body("web.yaml", obj)
     assert (
-        'spec: Invalid value: "object": spec.minReplicas must be less than or equal to spec.maxReplicas'
+        "spec.minReplicas: Invalid value: spec.minReplicas must be less than or equal to spec.maxReplicas"
         in str(caught.value)
     )
 

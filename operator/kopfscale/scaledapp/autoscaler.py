@@ -273,6 +273,7 @@ class Autoscaler:
         if flapping_condition is not None:
             conditions.append(flapping_condition)
         await self.write(now, generation, conditions, fields)
+        operator_metrics.record_round(self.namespace, self.name, spec, d, replicas, conditions)
 
     def report_flapping(
         self, spec: ScaledAppSpec, d: Decision, generation: int | None, now: datetime.datetime
@@ -328,6 +329,7 @@ class Autoscaler:
         else:
             self.warn_once(reason, message)
         await self.write(now, generation, [st.ready_condition(False, reason, message, generation, now)], {})
+        operator_metrics.record_not_ready(self.namespace, self.name)
 
     def _ready_changed(self, reason: str, message: str) -> bool:
         for c in self.current_status().get("conditions") or []:
@@ -394,9 +396,11 @@ async def run(
     """
     clock = asyncio.get_running_loop()
     stopping = asyncio.ensure_future(stopped.wait())
+    due: float | None = None  # when this round should have started (None: the first, or woken)
     try:
         while not stopped:
             started = clock.time()
+            operator_metrics.record_lateness(started, due)
             wake.clear()  # before the round reads the spec: a change during the round wakes the next
             try:
                 delay = await loop.tick()
@@ -405,6 +409,7 @@ async def run(
             except Exception as e:  # never let one bad round kill the loop; back off instead
                 logger.exception(f"Autoscaling round failed: {e}")
                 delay = loop.backoff()
+            due = None if wake.is_set() else started + delay
             if stopped or wake.is_set():
                 continue
             woken = asyncio.ensure_future(wake.wait())
