@@ -22,7 +22,7 @@ import kopf
 
 from kopfscale import GROUP, kube
 from kopfscale import crdwait as _crdwait  # noqa: F401  (first startup handler: CRDs Established)
-from kopfscale import metrics as _metrics  # noqa: F401  (/metrics endpoint + handler timing)
+from kopfscale import metrics as operator_metrics  # /metrics endpoint + handler timing
 from kopfscale import peering as _peering  # noqa: F401  (creates kopf's peering object if missing)
 from kopfscale import settings as operator_settings
 from kopfscale.greeter import handlers as greeter_handlers  # registers the Greeter handlers
@@ -70,6 +70,7 @@ async def wire(memo: kopf.Memo, settings: kopf.OperatorSettings, logger: kopf.Lo
     memo[greeter_handlers.MEMO_KEY] = greeter_handlers.Wiring(api=GreeterApi(transport), settings=config)
     memo[scaledapp_handlers.MEMO_KEY] = scaledapp_handlers.Wiring(api=ScaledAppApi(transport))
     await sources.open_all(config)
+    await operator_metrics.start(memo, config.metrics_port, config.metrics_address)
 
 
 @kopf.on.cleanup()

@@ -129,10 +129,13 @@ def run(
         log_prefix=log_prefix and log_format != "json",  # JSON lines carry the object as fields
     )
     import kopfscale.app  # noqa: F401  (registers the handlers)
-    from kopfscale.metrics import configured_port
+    from kopfscale import settings
 
+    try:
+        port = settings.load().metrics_port
+    except settings.SettingsError as e:
+        raise click.UsageError(str(e)) from None
     context, server = runinfo.current_cluster()
-    port = configured_port()
     click.echo(
         runinfo.summary(
             context=context,

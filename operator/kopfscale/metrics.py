@@ -40,7 +40,6 @@ import dataclasses
 import functools
 import inspect
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -51,8 +50,6 @@ from aiohttp import web
 from kopf._core.intents.handlers import DaemonHandler  # no public name; needed to skip daemons
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 
-PORT_ENV = "KOPFSCALE_METRICS_PORT"
-ADDRESS_ENV = "KOPFSCALE_METRICS_ADDRESS"
 _SERVER_MEMO_KEY = "kopfscale_metrics_runner"
 _MARK = "__kopfscale_instrumented__"
 
@@ -299,35 +296,21 @@ def instrument(registry: kopf.OperatorRegistry) -> int:
     return count
 
 
-def configured_port() -> int | None:
-    raw = os.environ.get(PORT_ENV, "").strip()
-    if not raw:
-        return None
-    try:
-        port = int(raw)
-    except ValueError:
-        raise kopf.PermanentError(f"{PORT_ENV}={raw!r} is not a port number") from None
-    if not 0 <= port <= 65535:
-        raise kopf.PermanentError(f"{PORT_ENV}={raw!r} is not a port number (0-65535)")
-    return port or None
-
-
 async def _serve_metrics(_: web.Request) -> web.Response:
     body = await asyncio.to_thread(generate_latest, REGISTRY)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-@kopf.on.startup()
-async def start_metrics(memo: kopf.Memo, **_: Any) -> None:
+async def start(memo: kopf.Memo, port: int | None, address: str) -> None:
+    """Time every handler, and serve /metrics on ``address:port`` (none when the port is None);
+    called by the composition root (``app.wire``) with the operator's settings."""
     instrument(kopf.get_default_registry())
-    port = configured_port()
     if port is None:
         return
     app = web.Application()
     app.router.add_get("/metrics", _serve_metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    address = os.environ.get(ADDRESS_ENV) or "127.0.0.1"
     await web.TCPSite(runner, address, port).start()
     memo[_SERVER_MEMO_KEY] = runner
     logger.info(f"Serving Prometheus metrics on http://{address}:{port}/metrics")

@@ -19,6 +19,8 @@ GREETER_IMAGE_ENV = "KOPFSCALE_GREETER_IMAGE"
 CLUSTER_DOMAIN_ENV = "KOPFSCALE_CLUSTER_DOMAIN"
 #: ``off`` for namespaced installs: a Role cannot list Namespaces or CRDs (see :mod:`kopfscale.peering`).
 SCANNING_ENV = "KOPFSCALE_KOPF_SCANNING"
+METRICS_PORT_ENV = "KOPFSCALE_METRICS_PORT"
+METRICS_ADDRESS_ENV = "KOPFSCALE_METRICS_ADDRESS"
 
 
 class SettingsError(ValueError):
@@ -35,6 +37,9 @@ class OperatorSettings:
     kopf_scanning: bool = True
     #: Where metric sources may connect (:mod:`kopfscale.egress`).
     egress: egress.EgressPolicy = field(default_factory=egress.EgressPolicy)
+    #: The operator's own /metrics endpoint: its port (None: off) and the address it binds to.
+    metrics_port: int | None = None
+    metrics_address: str = "127.0.0.1"
 
 
 def _api_server() -> str | None:
@@ -44,6 +49,15 @@ def _api_server() -> str | None:
 
         return str(config.configuration().host)
     return None
+
+
+def _port(raw: str) -> int | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 0 <= int(raw) <= 65535:
+        raise SettingsError(f"{METRICS_PORT_ENV}={raw!r} is not a port number (0-65535; 0 or empty: off)")
+    return int(raw) or None
 
 
 def load(environ: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -56,6 +70,8 @@ def load(environ: Mapping[str, str] | None = None) -> OperatorSettings:
     except egress.PolicyError as e:
         raise SettingsError(f"egress policy: {e}") from None
     return OperatorSettings(
+        metrics_port=_port(env.get(METRICS_PORT_ENV, "")),
+        metrics_address=env.get(METRICS_ADDRESS_ENV) or "127.0.0.1",
         greeter_image=env.get(GREETER_IMAGE_ENV, DEFAULT_GREETER_IMAGE),
         cluster_domain=env.get(CLUSTER_DOMAIN_ENV, "cluster.local"),
         kopf_scanning=scanning == "on",

@@ -20,6 +20,7 @@ from typing import Any
 import kopf
 
 from kopfscale import GROUP, SCALEDAPPS, VERSION
+from kopfscale import metrics as operator_metrics
 from kopfscale.kube import backoff, indexes
 from kopfscale.kube.errors import ApiError
 from kopfscale.scaledapp import conflicts, deployment
@@ -138,7 +139,10 @@ async def autoscale(
 ) -> None:
     loop = Autoscaler(body, logger, wiring(memo).api, scaledapp_deployment_index, rivals_in(kwargs))
     wake = memo[WAKE_MEMO_KEY] = asyncio.Event()  # memo is this object's own (kopf copies it per object)
-    await run(loop, stopped, wake, logger)
+    try:
+        await run(loop, stopped, wake, logger)
+    finally:  # its last round may have run after the delete handler forgot its series
+        operator_metrics.forget(loop.namespace, loop.name)
 
 
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
