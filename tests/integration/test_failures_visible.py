@@ -24,6 +24,32 @@ NO_PODS = {
 }
 
 
+GREETER = {
+    "apiVersion": "kopfscale.dev/v1",
+    "kind": "Greeter",
+    "metadata": {"name": "hello"},
+    "spec": {"message": "hi"},
+}
+ALL_DAY = {"timezone": "UTC", "start": "0 0 * * *", "end": "59 23 * * *", "desiredReplicas": 2}
+
+
+def cron_app(name: str, **spec: Any) -> dict[str, Any]:
+    """A ScaledApp whose cron floor keeps 2 replicas all day (no metric server needed)."""
+    body: dict[str, Any] = {
+        "template": {"spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]}},
+        "maxReplicas": 3,
+        "pollingInterval": 1,
+        "metrics": [{"name": "floor", "type": "cron", "cron": ALL_DAY}],
+    }
+    body.update(spec)
+    return {"apiVersion": "kopfscale.dev/v1", "kind": "ScaledApp", "metadata": {"name": name}, "spec": body}
+
+
+def create(cluster: Cluster, namespace: str, *objs: dict[str, Any]) -> None:
+    for obj in objs:
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(obj))
+
+
 def ready(cluster: Cluster, namespace: str, kind: str, name: str) -> dict[str, Any]:
     body = json.loads(cluster.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout)
     for condition in (body.get("status") or {}).get("conditions") or []:
@@ -54,36 +80,7 @@ def test_pods_that_cannot_be_created_make_the_owner_not_ready(
     cluster: Cluster, namespace: str, operator: KopfRunner
 ) -> None:
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(NO_PODS))
-    greeter = {
-        "apiVersion": "kopfscale.dev/v1",
-        "kind": "Greeter",
-        "metadata": {"name": "hello"},
-        "spec": {"message": "hi"},
-    }
-    scaledapp = {
-        "apiVersion": "kopfscale.dev/v1",
-        "kind": "ScaledApp",
-        "metadata": {"name": "app"},
-        "spec": {
-            "template": {"spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]}},
-            "maxReplicas": 3,
-            "pollingInterval": 1,
-            "metrics": [
-                {
-                    "name": "floor",
-                    "type": "cron",
-                    "cron": {
-                        "timezone": "UTC",
-                        "start": "0 0 * * *",
-                        "end": "59 23 * * *",
-                        "desiredReplicas": 2,
-                    },
-                }
-            ],
-        },
-    }
-    for obj in (greeter, scaledapp):
-        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(obj))
+    create(cluster, namespace, GREETER, cron_app("app"))
 
     for kind, name in (("greeter", "hello"), ("scaledapp", "app")):
         wait_for(
@@ -111,36 +108,7 @@ def test_pods_that_cannot_be_created_make_the_owner_not_ready(
 def test_status_written_by_someone_else_is_put_back(
     cluster: Cluster, namespace: str, operator: KopfRunner
 ) -> None:
-    greeter = {
-        "apiVersion": "kopfscale.dev/v1",
-        "kind": "Greeter",
-        "metadata": {"name": "hello"},
-        "spec": {"message": "hi"},
-    }
-    scaledapp = {
-        "apiVersion": "kopfscale.dev/v1",
-        "kind": "ScaledApp",
-        "metadata": {"name": "app"},
-        "spec": {
-            "template": {"spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]}},
-            "maxReplicas": 3,
-            "pollingInterval": 1,
-            "metrics": [
-                {
-                    "name": "floor",
-                    "type": "cron",
-                    "cron": {
-                        "timezone": "UTC",
-                        "start": "0 0 * * *",
-                        "end": "59 23 * * *",
-                        "desiredReplicas": 2,
-                    },
-                }
-            ],
-        },
-    }
-    for obj in (greeter, scaledapp):
-        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(obj))
+    create(cluster, namespace, GREETER, cron_app("app"))
     for kind, name in (("greeter", "hello"), ("scaledapp", "app")):
         wait_for(
             lambda kind=kind, name=name: ready(cluster, namespace, kind, name).get("status") == "True",  # type: ignore[misc]
@@ -194,32 +162,6 @@ def test_status_written_by_someone_else_is_put_back(
 def test_switching_from_template_to_scale_target_ref_leaves_no_orphan(
     cluster: Cluster, namespace: str, operator: KopfRunner
 ) -> None:
-    def app(name: str, **spec: Any) -> dict[str, Any]:
-        base = {
-            "template": {"spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]}},
-            "maxReplicas": 3,
-            "pollingInterval": 1,
-            "metrics": [
-                {
-                    "name": "floor",
-                    "type": "cron",
-                    "cron": {
-                        "timezone": "UTC",
-                        "start": "0 0 * * *",
-                        "end": "59 23 * * *",
-                        "desiredReplicas": 2,
-                    },
-                }
-            ],
-        }
-        base.update(spec)
-        return {
-            "apiVersion": "kopfscale.dev/v1",
-            "kind": "ScaledApp",
-            "metadata": {"name": name},
-            "spec": base,
-        }
-
     def deployment(name: str) -> dict[str, Any] | None:
         result = cluster.kubectl("get", "deployment", name, "-n", namespace, "-o", "json", check=False)
         return json.loads(result.stdout) if result.returncode == 0 else None
@@ -236,7 +178,7 @@ def test_switching_from_template_to_scale_target_ref_leaves_no_orphan(
     }
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(other))
     for name in ("moves", "stays"):
-        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(app(name)))
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(cron_app(name)))
         wait_for(lambda name=name: deployment(name) is not None, timeout=60, what=f"Deployment/{name}")  # type: ignore[misc]
     time.sleep(2)  # the create handler and the first rounds have all run
     created = [e for e in events_of(cluster, namespace) if e["reason"] == "DeploymentCreated"]
@@ -244,7 +186,7 @@ def test_switching_from_template_to_scale_target_ref_leaves_no_orphan(
 
     # To another workload: the template's Deployment is deleted, the other one is scaled.
     ref = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "other"}
-    replace(app("moves", template=None, scaleTargetRef=ref) | {"metadata": {"name": "moves"}})
+    replace(cron_app("moves", template=None, scaleTargetRef=ref))
     wait_for(lambda: deployment("moves") is None, timeout=60, what="the old Deployment deleted")
     wait_for(
         lambda: (deployment("other") or {})["spec"]["replicas"] == 2, timeout=60, what="the new target scaled"
@@ -252,7 +194,7 @@ def test_switching_from_template_to_scale_target_ref_leaves_no_orphan(
 
     # To the same Deployment by name: it is released (no longer owned, not garbage) and still scaled.
     ref = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "stays"}
-    replace(app("stays", template=None, scaleTargetRef=ref) | {"metadata": {"name": "stays"}})
+    replace(cron_app("stays", template=None, scaleTargetRef=ref))
     wait_for(
         lambda: (
             not (deployment("stays") or {"metadata": {"ownerReferences": [1]}})["metadata"].get(
