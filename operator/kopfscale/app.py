@@ -30,6 +30,7 @@ from kopfscale.greeter.reconcile import KubeApi as GreeterApi
 from kopfscale.scaledapp import handlers as scaledapp_handlers  # registers the ScaledApp handlers
 from kopfscale.scaledapp import sources
 from kopfscale.scaledapp.api import KubeApi as ScaledAppApi
+from kopfscale.simulate import flaps
 
 
 @kopf.on.login()
@@ -68,7 +69,9 @@ async def wire(memo: kopf.Memo, settings: kopf.OperatorSettings, logger: kopf.Lo
         logger.info("kopf's namespace and CRD scanning is off: watching the given namespaces only.")
     transport = kube.transport()
     memo[greeter_handlers.MEMO_KEY] = greeter_handlers.Wiring(api=GreeterApi(transport), settings=config)
-    memo[scaledapp_handlers.MEMO_KEY] = scaledapp_handlers.Wiring(api=ScaledAppApi(transport))
+    memo[scaledapp_handlers.MEMO_KEY] = scaledapp_handlers.Wiring(
+        api=ScaledAppApi(transport), replay=flaps.replay_changes
+    )
     await sources.open_all(config)
     await operator_metrics.start(memo, config.metrics_port, config.metrics_address)
 

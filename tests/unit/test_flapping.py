@@ -9,7 +9,7 @@ import kopf
 
 from kopfscale.scaledapp import flapping
 from kopfscale.scaledapp.spec import parse
-from kopfscale.simulate import engine
+from kopfscale.simulate import engine, flaps
 from kopfscale.simulate.trace import parse_csv
 
 SPEC = parse(
@@ -36,7 +36,7 @@ def verdicts(loads: list[float], cfg: flapping.Settings) -> list[flapping.Verdic
     tracker = flapping.Tracker()
     out = []
     for tick in engine.run(SPEC, trace).ticks:
-        tracker, verdict = flapping.assess(tracker, SPEC, tick.decision, tick.time, cfg)
+        tracker, verdict = flapping.assess(tracker, SPEC, tick.decision, tick.time, cfg, flaps.replay_changes)
         out.append(verdict)
     return out
 

@@ -89,12 +89,14 @@ class Autoscaler:
         deployments: Mapping[Any, Any] | None = None,
         rivals: Callable[[conflicts.TargetKey], list[conflicts.Autoscaler]] | None = None,
         read: Reader = sources.read,
+        replay: flapping.Replay | None = None,
     ) -> None:
         self.body = body
         self.api = api
         self.deployments = deployments
         self.rivals = rivals  # every autoscaler indexed for a target (the handlers' indexes)
         self.read = read  # the metric sources (a test passes its own)
+        self.replay = replay  # the simulator's replay, for the flapping suggestion
         self.logger = logger
         previous = body.get("status") or {}
         self.history = History.from_status(previous.get("history"), utcnow())
@@ -282,7 +284,7 @@ class Autoscaler:
 
         The condition appears with the first episode and stays (``False``) once it has cleared."""
         cfg = flapping.settings(self.body.meta.get("annotations"))
-        self.flapping, verdict = flapping.assess(self.flapping, spec, d, now, cfg)
+        self.flapping, verdict = flapping.assess(self.flapping, spec, d, now, cfg, self.replay)
         if verdict.started:
             self.api.post_event(self.body, "Warning", flapping.EVENT_REASON, verdict.message[:1000])
             self.logger.warning(f"Flapping: {verdict.message}")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -127,7 +127,12 @@ def observe(tracker: Tracker, d: Decision, now: datetime.datetime, window_second
 
 
 def assess(
-    tracker: Tracker, spec: ScaledAppSpec, d: Decision, now: datetime.datetime, cfg: Settings
+    tracker: Tracker,
+    spec: ScaledAppSpec,
+    d: Decision,
+    now: datetime.datetime,
+    cfg: Settings,
+    replay: Replay | None = None,
 ) -> tuple[Tracker, Verdict]:
     if not cfg.enabled:
         return Tracker(), Verdict(
@@ -140,7 +145,7 @@ def assess(
             return tracker, Verdict(True, False, changes, tracker.message)
         message = (
             f"the count changed direction {changes} times in the last {cfg.window_seconds}s "
-            f"(more than {cfg.changes}): {_path(tracker.moves)}; {suggest(tracker, spec, cfg)}"
+            f"(more than {cfg.changes}): {_path(tracker.moves)}; {suggest(tracker, spec, cfg, replay)}"
         )
         tracker = replace(tracker, flapping=True, message=message)
         return tracker, Verdict(True, True, changes, message)
@@ -149,37 +154,25 @@ def assess(
     return tracker, Verdict(False, False, changes, stable)
 
 
-def replay_changes(tracker: Tracker, spec: ScaledAppSpec, window: int) -> int:
-    """Direction changes of the window's recommendations replayed with a scale-down ``window``."""
-    from kopfscale.simulate import engine, replay
-    from kopfscale.simulate.trace import Trace
-
-    first = tracker.rounds[0]
-    trace = Trace(
-        "recorded recommendations",
-        tuple((r.time - first.time).total_seconds() for r in tracker.rounds),
-        {replay.METRIC: tuple(float(r.recommendation) for r in tracker.rounds)},
-        first.time,
-        absolute=True,
-    )
-    candidate = replay.replay_spec(spec)
-    down = replace(candidate.behavior.scale_down, stabilization_window_seconds=window)
-    candidate = replace(
-        candidate, mode="Auto", paused=False, behavior=replace(candidate.behavior, scale_down=down)
-    )
-    run = engine.run(candidate, trace, start_replicas=first.current)
-    return direction_changes([Move(t.time, t.current, t.replicas) for t in run.ticks if t.scaled])
+#: Direction changes of a tracker's recommendations replayed with another scale-down window
+#: (``kopfscale.simulate.flaps.replay_changes``; the composition root gives it to the controller,
+#: so the operator's loop does not import the simulator).
+Replay = Callable[[Tracker, ScaledAppSpec, int], int]
 
 
-def suggest(tracker: Tracker, spec: ScaledAppSpec, cfg: Settings) -> str:
+def suggest(tracker: Tracker, spec: ScaledAppSpec, cfg: Settings, replay: Replay | None) -> str:
     """The shortest longer scale-down window whose replay would not have flapped."""
     if not tracker.rounds:
         return "no recorded recommendations to replay"
+    if replay is None:
+        return (
+            "a longer behavior.scaleDown.stabilizationWindowSeconds would hold the count (kopfscale simulate)"
+        )
     now_window = spec.behavior.scale_down.stabilization_window_seconds
     for window in CANDIDATE_WINDOWS:
         if window <= now_window:
             continue
-        changes = replay_changes(tracker, spec, window)
+        changes = replay(tracker, spec, window)
         if changes <= cfg.changes:
             return (
                 f"replaying these {cfg.window_seconds}s of recommendations with "

@@ -23,7 +23,7 @@ from kopfscale import GROUP, SCALEDAPPS, VERSION
 from kopfscale import metrics as operator_metrics
 from kopfscale.kube import backoff, indexes
 from kopfscale.kube.errors import ApiError
-from kopfscale.scaledapp import conflicts, deployment
+from kopfscale.scaledapp import conflicts, deployment, flapping
 from kopfscale.scaledapp.autoscaler import Api, Autoscaler, announce_deployment, run
 from kopfscale.scaledapp.spec import ScaledAppSpec, SpecError, parse
 from kopfscale.scaledapp.workload import TargetError
@@ -39,6 +39,7 @@ class Wiring:
     """What the ScaledApp handlers are given by the composition root (``kopfscale.app.wire``)."""
 
     api: Api
+    replay: flapping.Replay | None = None  # the simulator's, for the flapping suggestion
 
 
 def wiring(memo: Mapping[str, Any]) -> Wiring:
@@ -137,7 +138,10 @@ async def autoscale(
     scaledapp_deployment_index: kopf.Index[Any, Any] | None = None,
     **kwargs: Any,
 ) -> None:
-    loop = Autoscaler(body, logger, wiring(memo).api, scaledapp_deployment_index, rivals_in(kwargs))
+    wired = wiring(memo)
+    loop = Autoscaler(
+        body, logger, wired.api, scaledapp_deployment_index, rivals_in(kwargs), replay=wired.replay
+    )
     wake = memo[WAKE_MEMO_KEY] = asyncio.Event()  # memo is this object's own (kopf copies it per object)
     try:
         await run(loop, stopped, wake, logger)

@@ -46,6 +46,14 @@ class SourceContext:
     scaledapp: str = ""  # the ScaledApp reading (its per-tenant budgets are keyed by it)
 
 
+@dataclass(frozen=True)
+class Tenant:
+    """Who a request is made for (a ScaledApp in its namespace): its budgets are keyed by it."""
+
+    namespace: str
+    scaledapp: str
+
+
 class SourceError(Exception):
     """A reading failed for a reason worth showing to the user as is (no traceback needed)."""
 

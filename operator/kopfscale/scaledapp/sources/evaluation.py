@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from kopfscale.scaledapp.sources.fetch import Tenant
+from kopfscale.scaledapp.sources.base import Tenant
 
 T = TypeVar("T")
 

@@ -36,7 +36,8 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from kopfscale import egress
-from kopfscale.scaledapp.sources.base import ConfigT, Scaler, SourceError, describe_url, redact_url
+from kopfscale.scaledapp.sources import evaluation
+from kopfscale.scaledapp.sources.base import ConfigT, Scaler, SourceError, Tenant, describe_url, redact_url
 from kopfscale.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
@@ -136,14 +137,6 @@ class Budgets:
         if semaphore is None:
             semaphore = self._semaphores[key] = asyncio.Semaphore(self.size)
         return semaphore
-
-
-@dataclass(frozen=True)
-class Tenant:
-    """Who a request is made for: its budgets are keyed by it."""
-
-    namespace: str
-    scaledapp: str
 
 
 # --- the client ---------------------------------------------------------------------------------
@@ -247,8 +240,6 @@ class HttpScaler(Scaler[ConfigT]):
     url_field: ClassVar[str]
 
     def __init__(self) -> None:
-        from kopfscale.scaledapp.sources import evaluation  # it builds on this module's Tenant
-
         self.client = HttpClient()
         self.evaluate = evaluation.Evaluator()  # parses and searches large responses off the loop
 

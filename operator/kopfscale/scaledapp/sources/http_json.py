@@ -29,6 +29,7 @@ from kopfscale.scaledapp.sources.base import (
     Meaning,
     SourceContext,
     SourceError,
+    Tenant,
     http_url,
     required_str,
     to_number,
@@ -147,7 +148,7 @@ class HttpJsonScaler(fetch.HttpScaler[HttpConfig]):
     async def read(self, config: HttpConfig, ctx: SourceContext) -> float:
         extra = await credentials.resolve(config.credentials, ctx.namespace)
         headers = {"Accept": "application/json", **config.headers, **extra}
-        tenant = fetch.Tenant(ctx.namespace, ctx.scaledapp)
+        tenant = Tenant(ctx.namespace, ctx.scaledapp)
         response = await self.client.get(
             config.url,
             headers=headers,

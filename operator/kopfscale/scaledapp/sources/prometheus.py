@@ -18,6 +18,7 @@ from kopfscale.scaledapp.sources.base import (
     Meaning,
     SourceContext,
     SourceError,
+    Tenant,
     http_url,
     required_str,
     to_number,
@@ -136,7 +137,7 @@ class PrometheusScaler(fetch.HttpScaler[PrometheusConfig]):
 
     async def read(self, config: PrometheusConfig, ctx: SourceContext) -> float:
         extra = await credentials.resolve(config.credentials, ctx.namespace)
-        tenant = fetch.Tenant(ctx.namespace, ctx.scaledapp)
+        tenant = Tenant(ctx.namespace, ctx.scaledapp)
         response = await self.client.get(
             query_url(config.server_address),
             params={"query": config.query},
