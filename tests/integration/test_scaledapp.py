@@ -3,9 +3,7 @@ server whose value each test sets (the ``http`` source reads it like any JSON en
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,44 +12,23 @@ import pytest
 from kopf.testing import KopfRunner
 
 from tests.conftest import Cluster
-from tests.helpers import wait_for
+from tests.helpers import JsonServer, wait_for
 
 pytestmark = pytest.mark.integration
 
 
-class MetricServer:
+class MetricServer(JsonServer):
     """Serves ``{"load": <value>}``; ``fail = True`` answers 500, the test sets both at will."""
 
     def __init__(self) -> None:
         self.value: float = 0.0
         self.fail = False
-        server = self
+        super().__init__(self.answer)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if server.fail:
-                    self.send_response(500)
-                    self.end_headers()
-                    self.wfile.write(b"backend down")
-                    return
-                body = json.dumps({"load": server.value}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/stats"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def answer(self, headers: dict[str, str]) -> tuple[int, bytes]:
+        if self.fail:
+            return 500, b"backend down"
+        return 200, json.dumps({"load": self.value}).encode()
 
 
 @pytest.fixture()

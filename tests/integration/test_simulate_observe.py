@@ -10,7 +10,6 @@ who failed: the real source says what the server answered, the trace says it had
 
 from __future__ import annotations
 
-import http.server
 import json
 import threading
 import time
@@ -27,7 +26,7 @@ from kopfscale import GROUP, VERSION
 from kopfscale.cli import main
 from kopfscale.kube import path, transport
 from tests.conftest import Cluster
-from tests.helpers import wait_for
+from tests.helpers import JsonServer, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -40,42 +39,25 @@ TRACE: list[float | None] = [
 ]  # fmt: skip
 
 
-class TraceServer:
+class TraceServer(JsonServer):
     """Serves ``{"load": TRACE[k]}`` to the k-th request (500 for None) and snapshots the status first."""
 
     def __init__(self, snapshot: Any) -> None:
         self.snapshots: list[dict[str, Any]] = []
         self.arrivals: list[float] = []
         self.done = threading.Event()
-        server = self
+        self.snapshot = snapshot
+        super().__init__(self.answer)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                k = len(server.arrivals)
-                server.arrivals.append(time.monotonic())
-                if k > 0:
-                    server.snapshots.append(snapshot())  # what round k-1 wrote
-                if k >= len(TRACE):
-                    server.done.set()
-                value = TRACE[min(k, len(TRACE) - 1)]
-                body = b"backend down" if value is None else json.dumps({"load": value}).encode()
-                self.send_response(500 if value is None else 200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/stats"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def answer(self, headers: dict[str, str]) -> tuple[int, bytes]:
+        k = len(self.arrivals)
+        self.arrivals.append(time.monotonic())
+        if k > 0:
+            self.snapshots.append(self.snapshot())  # what round k-1 wrote
+        if k >= len(TRACE):
+            self.done.set()
+        value = TRACE[min(k, len(TRACE) - 1)]
+        return (500, b"backend down") if value is None else (200, json.dumps({"load": value}).encode())
 
 
 def manifest(url: str) -> dict[str, Any]:

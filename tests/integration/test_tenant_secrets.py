@@ -8,53 +8,33 @@ a chart install grants (rbac.readSecrets) is checked in tests/unit/test_chart_te
 from __future__ import annotations
 
 import base64
-import http.server
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from ..conftest import Cluster, OperatorFactory
-from ..helpers import wait_for
+from ..helpers import JsonServer, wait_for
 from .test_scaledapp import apply, events, get, replicas, scaledapp
 
 pytestmark = pytest.mark.integration
 
 
-class AuthServer:
+class AuthServer(JsonServer):
     """Answers {"load": 30} only to the expected credentials, 401 otherwise; records what came."""
 
     def __init__(self) -> None:
         self.seen: list[dict[str, str]] = []
-        server = self
+        super().__init__(self.answer)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                headers = dict(self.headers.items())
-                server.seen.append(headers)
-                ok = headers.get("X-Api-Key") == "k3y-from-secret" or headers.get("Authorization") in (
-                    "Basic " + base64.b64encode(b"scaler:pa55-from-secret").decode(),
-                    "Bearer t0ken-from-secret",
-                )
-                body = b'{"load": 30}' if ok else b'{"error": "who are you"}'
-                self.send_response(200 if ok else 401)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/stats"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def answer(self, headers: dict[str, str]) -> tuple[int, bytes]:
+        self.seen.append(headers)
+        ok = headers.get("X-Api-Key") == "k3y-from-secret" or headers.get("Authorization") in (
+            "Basic " + base64.b64encode(b"scaler:pa55-from-secret").decode(),
+            "Bearer t0ken-from-secret",
+        )
+        return (200, b'{"load": 30}') if ok else (401, b'{"error": "who are you"}')
 
 
 @pytest.fixture()
