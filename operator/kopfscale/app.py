@@ -22,11 +22,13 @@ import kopf
 
 from kopfscale import GROUP, kube
 from kopfscale import crdwait as _crdwait  # noqa: F401  (first startup handler: CRDs Established)
+from kopfscale import liveness as _liveness  # noqa: F401  (/healthz: the API server answers)
 from kopfscale import metrics as operator_metrics  # /metrics endpoint + handler timing
 from kopfscale import peering as _peering  # noqa: F401  (creates kopf's peering object if missing)
 from kopfscale import settings as operator_settings
 from kopfscale.greeter import handlers as greeter_handlers  # registers the Greeter handlers
 from kopfscale.greeter.reconcile import KubeApi as GreeterApi
+from kopfscale.kube.ownership import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from kopfscale.scaledapp import handlers as scaledapp_handlers  # registers the ScaledApp handlers
 from kopfscale.scaledapp import sources
 from kopfscale.scaledapp.api import KubeApi as ScaledAppApi
@@ -96,10 +98,25 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Events are signed by kopfscale (`kubectl get events` SOURCE column), not by the framework.
     settings.posting.reporting_component = "kopfscale"
     settings.posting.reporting_instance = socket.gethostname()
-    # Watches are long-lived; a server-side timeout refreshes them without losing events.
+    # Watches are long-lived; a server-side timeout refreshes them without losing events. A watch
+    # that goes silent (a half-open connection) is dropped and resumed by kopf's inactivity timeout
+    # (70 s; the API server sends a bookmark every minute).
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    # kopf's own requests (its annotations, events, handler results): a hung connection fails the
+    # request in 30 s and kopf retries it, instead of holding the object for aiohttp's 5 minutes.
+    settings.networking.request_timeout = 30
+    settings.networking.connect_timeout = 10
+    # Only what is ours is streamed: the API server filters the children's watches (every child
+    # of ours carries the managed-by label), so other teams' Deployments and Services cost nothing.
+    ours = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
+    settings.watching.label_selectors["apps", "v1", "deployments"] = ours
+    settings.watching.label_selectors["v1", "services"] = ours  # the core group's
     # Sync handlers run in this pool; it bounds concurrent API calls during bursts.
     settings.execution.max_workers = 32
-    # Retries: errors are retried with growing backoff instead of crash-looping.
-    settings.networking.error_backoffs = [1, 2, 5, 10, 30]
+    # kopf's request retries (API server down, 5xx, 429): the gaps stay at most 5 s, so an API
+    # server back after a 20 s outage is used within seconds, not after a 30 s sleep; the total,
+    # about two minutes, is how long a watch rides out an outage before kopf gives up and the
+    # operator exits (the Pod restarts; the liveness probe fails long before).
+    settings.networking.error_backoffs = [1, 1, 2, 2, 3, 3, *[5] * 22]

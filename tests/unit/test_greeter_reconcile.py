@@ -20,6 +20,7 @@ from kopfscale.greeter import handlers, reconcile
 from kopfscale.greeter import manifests as m
 from kopfscale.greeter import status as s
 from kopfscale.kube import ApiError, backoff, ownership
+from kopfscale.kube.errors import ApiError as KubeApiError
 from kopfscale.settings import OperatorSettings
 
 SETTINGS = OperatorSettings(greeter_image="example.org/kopfscale:1", cluster_domain="cluster.local")
@@ -325,6 +326,15 @@ def test_handler_failure_is_a_warning_a_condition_and_a_temporary_error(api: Fak
 
 def test_backoff_grows_and_is_capped() -> None:
     assert [backoff(r + 1) for r in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
+    # The API server did not answer: what waits is retried within 5 s of it being back.
+    assert [backoff(r + 1, transient=True) for r in range(5)] == [1, 2, 4, 5, 5]
+
+
+@pytest.mark.parametrize(
+    ("status", "transient"), [(None, True), (500, True), (503, True), (429, True), (403, False), (422, False)]
+)
+def test_only_answers_that_pass_by_themselves_are_transient(status: int | None, transient: bool) -> None:
+    assert KubeApiError(status, "", "m").transient is transient
 
 
 def test_a_failure_that_persists_is_one_warning_not_one_per_retry(api: FakeApi, events: Events) -> None:

@@ -200,7 +200,7 @@ def reconcile_children(body: kopf.Body, retry: int, logger: kopf.Logger, **kwarg
     except reconcile.ChildTerminating as e:
         raise kopf.TemporaryError(str(e), delay=1) from e
     except reconcile.ReconcileError as e:
-        raise kopf.TemporaryError(str(e), delay=backoff(retry + 1)) from e
+        raise kopf.TemporaryError(str(e), delay=backoff(retry + 1, transient=e.transient)) from e
 
 
 DRIFT_ATTEMPTS = 4

@@ -43,6 +43,7 @@ class ReconcileError(Exception):
     """A failure users should see: it becomes a ``False`` condition and a Warning event."""
 
     reason = "ReconcileFailed"
+    transient = False  # True: the API server did not answer; retried within seconds
 
     def failure(self) -> status.Failure:
         return status.Failure(self.reason, str(self))
@@ -71,6 +72,7 @@ class ApiError(ReconcileError):
 
     def __init__(self, action: str, exc: KubeApiError) -> None:
         self.status = exc.status
+        self.transient = exc.transient
         self.reason = exc.condition_reason(invalid="InvalidChild")
         super().__init__(f"{action} failed: {exc}")
 

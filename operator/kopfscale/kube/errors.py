@@ -25,6 +25,11 @@ class ApiError(Exception):
             return f"no answer from the API server: {self.message}"
         return f"HTTP {self.status}: {self.message}"
 
+    @property
+    def transient(self) -> bool:
+        """No answer, an API server error or throttling: it passes by itself; retry soon."""
+        return self.status is None or self.status >= 500 or self.status == 429
+
     def condition_reason(self, invalid: str = "Invalid") -> str:
         """A CamelCase condition reason for this refusal (``invalid`` names a 422 in the caller's terms)."""
         if self.status == 403:

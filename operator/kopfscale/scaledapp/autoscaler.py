@@ -73,9 +73,9 @@ class Observation:
 class NotReady(Exception):
     """The workload cannot be read or scaled this round; ``reason`` is a condition reason."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, *, transient: bool = False) -> None:
         super().__init__(message)
-        self.reason, self.message = reason, message
+        self.reason, self.message, self.transient = reason, message, transient
 
 
 class Autoscaler:
@@ -129,9 +129,9 @@ class Autoscaler:
             self._parsed = (generation, spec, manifest)
         return self._parsed[1], self._parsed[2]
 
-    def backoff(self) -> float:
+    def backoff(self, *, transient: bool = False) -> float:
         self.failed_rounds += 1
-        return shared_backoff(self.failed_rounds)
+        return shared_backoff(self.failed_rounds, transient=transient)
 
     async def tick(self) -> float:
         """One round; the seconds until the next one."""
@@ -148,13 +148,13 @@ class Autoscaler:
             seen = await self.observe(spec, manifest)
         except NotReady as e:
             await self.not_ready(now, generation, e.reason, e.message)
-            return self.backoff()
+            return self.backoff(transient=e.transient)
         decision = self.decide(spec, seen, now)
         try:
             replicas = await self.act(spec, seen, decision, now)
         except NotReady as e:
             await self.not_ready(now, generation, e.reason, e.message)
-            return self.backoff()
+            return self.backoff(transient=e.transient)
         self.failed_rounds = 0
         await self.report(spec, seen, decision, replicas, generation, now)
         return float(spec.polling_interval)
@@ -192,7 +192,9 @@ class Autoscaler:
         except TargetError as e:
             raise NotReady(e.reason, e.message) from None
         except ApiError as e:
-            raise NotReady(e.condition_reason(), f"reading the workload failed: {e}") from None
+            raise NotReady(
+                e.condition_reason(), f"reading the workload failed: {e}", transient=e.transient
+            ) from None
 
     def check_alone(self, target: ScaleTarget) -> None:
         """``Conflict`` when another autoscaler drives the target (see :mod:`conflicts`)."""
@@ -230,7 +232,9 @@ class Autoscaler:
                     self.body, "Warning", "ScaleFailed", f"scaling {target} to {d.desired}: {message}"
                 )
                 self.history = d.history
-                raise NotReady("ScaleFailed", f"scaling {target} failed: {message}") from None
+                transient = isinstance(e, ApiError) and e.transient
+                failed = f"scaling {target} failed: {message}"
+                raise NotReady("ScaleFailed", failed, transient=transient) from None
             self.history = policy.record_scaling(d, spec, now)
             self.last_scale_time = rfc3339(now)
             self.announce(d, str(target), "ScaledUp", "ScaledDown")

@@ -16,11 +16,11 @@ from typing import Any
 import kopf
 
 from kopfscale.kube.health import deployment_problem
+from kopfscale.kube.ownership import MANAGED_BY
 from kopfscale.scaledapp.spec import ScaledAppSpec
 from kopfscale.scaledapp.workload import ScaleState
 
 SCALEDAPP_LABEL = "kopfscale.dev/scaledapp"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "kopfscale"}
 TEMPLATE_HASH_ANNOTATION = "kopfscale.dev/template-hash"
 
 
