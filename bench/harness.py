@@ -23,6 +23,7 @@ from bench.proxy import READ_VERBS, WRITE_VERBS
 from kopfscale_devcluster import LocalCluster
 
 BIN = Path(sys.executable).parent
+FLOOR = Path(__file__).with_name("floor.py")  # kopf alone, with kopfscale's watches
 
 
 @dataclass
@@ -87,6 +88,8 @@ class Subject:
     def argv(self) -> list[str]:
         if self.name == "kopfscale":
             return [str(BIN / "kopfscale"), "run", "--all-namespaces", "--standalone"]
+        if self.name == "floor":  # kopf alone with kopfscale's watches (bench/floor.py)
+            return [str(BIN / "kopf"), "run", "--all-namespaces", "--standalone", "-q", str(FLOOR)]
         return [sys.executable, "-m", "bench.baseline"]
 
     async def start(self, within: float = 120.0) -> float:
@@ -102,7 +105,7 @@ class Subject:
         while time.monotonic() - started < within:
             if self.popen.poll() is not None:
                 raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-3000:]}")
-            if self.name == "kopfscale":
+            if self.name in ("kopfscale", "floor"):
                 delta = (await self.bench.counts()) - before
                 if delta.by_key.get("WATCH greeters") and delta.by_key.get("WATCH scaledapps"):
                     return time.monotonic() - started

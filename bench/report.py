@@ -213,16 +213,28 @@ def markdown(r: dict[str, Any]) -> str:
             "settled; median (min-max) over the windows. Peak: the process's VmHWM so far (it was restarted "
             "for the steady scenario and after the baseline's turn).",
             "",
-            "| objects | windows | RSS (MB) | peak RSS (MB) | CPU % of a core | API requests per window |",
-            "|---|---|---|---|---|---|",
+            "*Floor*: bench/floor.py, kopf alone with kopfscale's watches (Greeters, ScaledApps, the "
+            "labelled Deployments and Services, filtered server-side) and no-op handlers, started on the "
+            "same objects right after kopfscale's windows and measured the same way. Target: kopfscale "
+            "<= 1.25 x the floor.",
+            "",
+            "| objects | windows | RSS (MB) | peak RSS (MB) | floor RSS (MB) | kopfscale / floor "
+            "| CPU % of a core | floor CPU % | API requests per window |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
+        floors = r.get("footprint_floor") or {}
         for n in _sizes(fp):
             x = fp[n]
+            f = floors.get(n)
+            ratio = st(x["rss_mib"]).median / st(f["rss_mib"]).median if f else None
             lines.append(
                 f"| {n} | {len(x['samples'])} x {x['window_seconds']:.0f} s "
                 f"| {st(x['rss_mib']).fmt(0, MB_PER_MIB)} "
                 f"| {x['peak_rss_mib'] * MB_PER_MIB:.0f} "
-                f"| {st(x['cpu_percent']).fmt(1)} | {st(x['requests']).fmt(0)} |"
+                f"| {st(f['rss_mib']).fmt(0, MB_PER_MIB) if f else '-'} "
+                f"| {f'{ratio:.2f}' if ratio else '-'} "
+                f"| {st(x['cpu_percent']).fmt(1)} | {st(f['cpu_percent']).fmt(1) if f else '-'} "
+                f"| {st(x['requests']).fmt(0)} |"
             )
         lines.append("")
 
@@ -353,6 +365,11 @@ def plot(r: dict[str, Any], path: Path) -> None:
         peak = [fp[n]["peak_rss_mib"] * MB_PER_MIB for n in ns]
         ax.plot(xs, rss, "-o", color="tab:blue", label="RSS (MB)")
         ax.plot(xs, peak, "--^", color="tab:cyan", label="peak RSS (MB)")
+        floors = r.get("footprint_floor") or {}
+        floor_ns = [n for n in ns if n in floors]
+        if floor_ns:
+            floor_rss = [st(floors[n]["rss_mib"]).median * MB_PER_MIB for n in floor_ns]
+            ax.plot([int(n) for n in floor_ns], floor_rss, "-.x", color="tab:gray", label="floor: kopf alone")
         ax.axhline(150, color="gray", lw=0.8, ls=":", label="150 MB")
         ax.set(xlabel="objects (half Greeters, half ScaledApps)", ylabel="MB")
         ax2 = ax.twinx()

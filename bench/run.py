@@ -85,13 +85,33 @@ async def footprint(
     return await steady.windows(bench, subject, dummy, count, seconds)
 
 
+async def floor_footprint(
+    bench: Bench, kopfscale: Subject, floor: Subject, cfg: Config, watched: steady.Watched | None
+) -> dict[str, Any]:
+    """The floor on the same objects: kopfscale stopped, kopf alone with kopfscale's watches
+    (bench/floor.py) measured the same way, then kopfscale started again."""
+    await kopfscale.stop()
+    await floor.start(within=300)
+    await asyncio.sleep(cfg.quiet)  # its lists are done and every event dispatched
+    measured = await footprint(bench, floor, cfg, watched)
+    await floor.stop()
+    await kopfscale.start(within=300)
+    return measured
+
+
 async def main_async(cfg: Config, out: Path) -> dict[str, Any]:
-    results: dict[str, Any] = {"config": asdict(cfg), "footprint": {}, "environment": environment()}
+    results: dict[str, Any] = {
+        "config": asdict(cfg),
+        "footprint": {},
+        "footprint_floor": {},
+        "environment": environment(),
+    }
     started = time.monotonic()
     loads: dict[str, float] = {}  # 1-minute load average when each scenario ended (others share the machine)
     async with Bench(cfg.nodes) as bench:
         kopfscale = Subject(bench, "kopfscale")
         baseline = Subject(bench, "baseline")
+        floor = Subject(bench, "floor")
         print(f"bench: logs in {bench.workdir}")
 
         # -- footprint with no objects, then the create burst --------------------------------------
@@ -99,6 +119,7 @@ async def main_async(cfg: Config, out: Path) -> dict[str, Any]:
         print(f"kopfscale watching after {ready_in:.1f} s; footprint with 0 objects")
         await asyncio.sleep(3)
         results["footprint"]["0"] = await footprint(bench, kopfscale, cfg, None)
+        results["footprint_floor"]["0"] = await floor_footprint(bench, kopfscale, floor, cfg, None)
         checkpoint(out, results)
         if "burst" in cfg.scenarios:
             print("== burst: N Greeters created at once")
@@ -156,6 +177,9 @@ async def main_async(cfg: Config, out: Path) -> dict[str, Any]:
             grown = await steady.grow(bench, watched, low, cfg.quiet)
             print(f"  {2 * low} objects settled in {grown['settled_seconds']:.0f} s")
             results["footprint"][str(2 * low)] = await footprint(bench, kopfscale, cfg, watched)
+            results["footprint_floor"][str(2 * low)] = await floor_footprint(
+                bench, kopfscale, floor, cfg, watched
+            )
             grown = await steady.grow(bench, watched, mid, cfg.quiet)
             print(f"  {2 * mid} objects settled in {grown['settled_seconds']:.0f} s; steady-state windows")
             count, seconds = cfg.steady_windows
@@ -172,9 +196,15 @@ async def main_async(cfg: Config, out: Path) -> dict[str, Any]:
                 results["steady"]["baseline"] = await steady.windows(bench, baseline, watched, count, seconds)
                 await baseline.stop()
                 await kopfscale.start(within=300)
+            results["footprint_floor"][str(2 * mid)] = await floor_footprint(
+                bench, kopfscale, floor, cfg, watched
+            )
             grown = await steady.grow(bench, watched, high, cfg.quiet)
             print(f"  {2 * high} objects settled in {grown['settled_seconds']:.0f} s")
             results["footprint"][str(2 * high)] = await footprint(bench, kopfscale, cfg, watched)
+            results["footprint_floor"][str(2 * high)] = await floor_footprint(
+                bench, kopfscale, floor, cfg, watched
+            )
             await watched.stop()
             loads["steady"] = os.getloadavg()[0]
         await kopfscale.stop()
