@@ -10,7 +10,7 @@ The series, for dashboards and alerts:
   ``kopfscale_metric_source_errors_total{namespace, scaledapp, source}``: the autoscaler's
   decisions and failed metric reads (use :func:`record_decision` / :func:`record_source_error`).
 - Per ScaledApp, set by :func:`record_round` at the end of each autoscaling round (the report
-  step) and dropped when the ScaledApp is deleted (an optional delete handler):
+  step) and dropped when the ScaledApp is deleted (:func:`forget`, by the ScaledApp controller):
   ``kopfscale_scaledapp_replicas``, ``_desired_replicas``, ``_min_replicas``, ``_max_replicas``
   (``{namespace, scaledapp}``),
   ``kopfscale_scaledapp_metric_value`` and ``_metric_target`` (``{..., metric}``; absent while
@@ -24,7 +24,7 @@ test keeps them in step.
 
 Handlers are measured without touching them: at startup, :func:`instrument` wraps every resource
 handler in kopf's registry with a timer (once; idempotent across operator restarts in one
-process). Daemons are long-lived loops, not reconciles, and are left alone.
+process). Daemons (none today) are long-lived loops, not reconciles, and would be left alone.
 
 The endpoint is off unless a port is given: ``kopfscale run --metrics-port 8081`` or the env
 ``KOPFSCALE_METRICS_PORT`` (0 or empty: off). It binds to loopback unless
@@ -203,15 +203,6 @@ def forget(namespace: str, scaledapp: str) -> None:
     for counter in (SCALING_DECISIONS, SOURCE_ERRORS):
         for counted in [ls for ls in list(counter._metrics) if ls[:2] == app]:
             counter.remove(*counted)
-
-
-@kopf.on.delete("kopfscale.dev", "v1", "scaledapps", optional=True)
-def forget_deleted(name: str, namespace: str | None, **_: Any) -> None:
-    """A deleted ScaledApp's series go with it. ``optional``: no finalizer of its own (the
-    autoscaling daemon's finalizer already makes kopf see the deletion); one run per deletion,
-    where a watch-event handler would run (and log) on every status write."""
-    if namespace:
-        forget(namespace, name)
 
 
 def record_decision(namespace: str, scaledapp: str, current: int, desired: int, mode: str) -> None:

@@ -142,6 +142,11 @@ class KubeApi:
         )
         return "released"
 
+    def list_scaledapps(self, namespace: str) -> list[dict[str, Any]]:
+        """Every ScaledApp of ``namespace`` as the API server has it now."""
+        listing = self.transport.request("GET", path(GROUP, VERSION, SCALEDAPPS, namespace))
+        return list(listing.get("items") or [])
+
     def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         kube_status.patch_status(
             self.transport, path(GROUP, VERSION, SCALEDAPPS, namespace, name), {"status": dict(patch)}

@@ -15,6 +15,7 @@ and is retried with backoff, a failing metric is a Warning event and its ``error
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -91,13 +92,17 @@ class Autoscaler:
         read: Reader = sources.read,
         replay: flapping.Replay | None = None,
     ) -> None:
-        self.body = body
         self.api = api
         self.deployments = deployments
         self.rivals = rivals  # every autoscaler indexed for a target (the handlers' indexes)
         self.read = read  # the metric sources (a test passes its own)
         self.replay = replay  # the simulator's replay, for the flapping suggestion
         self.logger = logger
+        self.restore(body)
+
+    def restore(self, body: kopf.Body) -> None:
+        """Start from ``body``'s status: what survives a restart, or another replica's turn."""
+        self.body = body
         previous = body.get("status") or {}
         self.history = History.from_status(previous.get("history"), utcnow())
         self.last_scale_time: str | None = previous.get("lastScaleTime")
@@ -112,6 +117,14 @@ class Autoscaler:
         # The parsed spec and the Deployment it asks for, per generation: both are pure
         # functions of the spec, and rebuilding the manifest (copy + hash) every round showed.
         self._parsed: tuple[Any, ScaledAppSpec, dict[str, Any] | None] | None = None
+
+    def update_body(self, body: kopf.Body) -> None:
+        """The ScaledApp as the watch shows it now. Once the watch shows our last status write,
+        that write and the watched status are one object, not two copies."""
+        self.body = body
+        live = body.get("status") or {}
+        if self.written is not None and not st.changed(live, self.written):
+            self.written, self.replaced = dict(live), None
 
     @property
     def name(self) -> str:
@@ -225,7 +238,7 @@ class Autoscaler:
         target = seen.target
         if spec.mode == "Auto" and d.desired != d.current:
             try:
-                await self.call(self.api.patch_scale, target, d.desired)
+                await self.call(self.api.patch_scale, target, d.desired, scaling=True)
             except (TargetError, ApiError) as e:
                 message = e.message if isinstance(e, TargetError) else str(e)
                 self.api.post_event(
@@ -380,52 +393,15 @@ class Autoscaler:
         self.written, self.replaced = new, previous
 
     @staticmethod
-    async def call(fn: Callable[..., Any], *args: Any) -> Any:
-        """A blocking API call, off the event loop."""
+    async def call(fn: Callable[..., Any], *args: Any, scaling: bool = False) -> Any:
+        """A blocking API call, off the event loop: in the shared I/O threads, or, for the write
+        that scales a workload, in threads of its own, so that it never waits behind the status
+        writes and reads of a thousand other rounds."""
+        if scaling:
+            return await asyncio.get_running_loop().run_in_executor(_scale_threads, lambda: fn(*args))
         return await asyncio.to_thread(fn, *args)
 
 
-class Stopped(Protocol):
-    """kopf's ``DaemonStopped``: falsy until stopped, and awaitable."""
-
-    def __bool__(self) -> bool: ...
-    def wait(self) -> Awaitable[Any]: ...
-
-
-async def run(
-    loop: Autoscaler, stopped: Stopped, wake: asyncio.Event, logger: kopf.Logger | logging.Logger
-) -> None:
-    """Rounds every ``pollingInterval``, started at once by ``wake`` (a spec change) and ended by ``stopped``.
-
-    One waiter per wake-up: a thousand loops polling for spec changes every second cost a fifth
-    of a core.
-    """
-    clock = asyncio.get_running_loop()
-    stopping = asyncio.ensure_future(stopped.wait())
-    due: float | None = None  # when this round should have started (None: the first, or woken)
-    try:
-        while not stopped:
-            started = clock.time()
-            operator_metrics.record_lateness(started, due)
-            wake.clear()  # before the round reads the spec: a change during the round wakes the next
-            try:
-                delay = await loop.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # never let one bad round kill the loop; back off instead
-                logger.exception(f"Autoscaling round failed: {e}")
-                delay = loop.backoff()
-            due = None if wake.is_set() else started + delay
-            if stopped or wake.is_set():
-                continue
-            woken = asyncio.ensure_future(wake.wait())
-            try:
-                await asyncio.wait(
-                    {stopping, woken},
-                    timeout=max(0.0, started + delay - clock.time()),  # rounds start every `delay` s
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-            finally:
-                woken.cancel()
-    finally:
-        stopping.cancel()
+#: Threads for ``/scale`` writes only (see :meth:`Autoscaler.call`).
+SCALE_THREADS = 8
+_scale_threads = concurrent.futures.ThreadPoolExecutor(SCALE_THREADS, thread_name_prefix="kopfscale-scale")
