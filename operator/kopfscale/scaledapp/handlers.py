@@ -154,6 +154,7 @@ async def track_scaledapp(
     rounds = wiring(memo).rounds
     if rounds is None:
         return
+    rounds.scheduler.adopt_context()  # rounds post events as kopf handlers do (kopf's context)
     if type == "DELETED" or body.meta.get("deletionTimestamp"):
         rounds.gone(body)
     else:

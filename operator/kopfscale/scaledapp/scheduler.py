@@ -25,6 +25,7 @@ caller's business (:mod:`kopfscale.scaledapp.rounds`).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import heapq
 import logging
 from collections.abc import Awaitable, Callable, Hashable, Iterator
@@ -68,6 +69,8 @@ class Scheduler:
     workers: int = WORKERS
     gate: Gate | None = None
     on_open: Callable[[], Awaitable[None]] | None = None
+    #: The context rounds run in (see :meth:`adopt_context`); None: the dispatcher's own.
+    context: contextvars.Context | None = None
     logger: logging.Logger | logging.LoggerAdapter[Any] = field(
         default_factory=lambda: logging.getLogger(__name__)
     )
@@ -85,6 +88,16 @@ class Scheduler:
             return
         self._entries[key] = entry = Entry(key, job, due=self._now())
         self._push(entry, URGENT)
+
+    def adopt_context(self) -> None:
+        """Run every round in the caller's context from now on (once; later calls do nothing).
+
+        kopf posts events (``kopf.info``/``kopf.warn``) through context variables it sets only in
+        its handlers' contexts, and a round is not a kopf handler; the ScaledApp watch handler hands
+        its context over, so rounds post their events the way handlers do.
+        """
+        if self.context is None:
+            self.context = contextvars.copy_context()
 
     def get(self, key: Hashable) -> Round | None:
         entry = self._entries.get(key)
@@ -135,7 +148,9 @@ class Scheduler:
                 if entry is None:  # the gate closed while waiting
                     self._slots.release()
                     continue
-                task = asyncio.create_task(self._round(entry), name=f"round of {entry.key}")
+                task = asyncio.create_task(
+                    self._round(entry), name=f"round of {entry.key}", context=self.context
+                )
                 entry.running = task
                 running.add(task)
                 task.add_done_callback(running.discard)
