@@ -66,12 +66,12 @@ class Askers:
     """
 
     def __init__(self, first: Tenant) -> None:
-        self.tenants: list[Tenant] = [first]
+        self.tenants: dict[Tenant, None] = {first: None}  # in the order they came (a set, ordered)
         self._watchers: set[Callable[[], None]] = set()
 
     def join(self, tenant: Tenant) -> None:
         if tenant not in self.tenants:
-            self.tenants.append(tenant)
+            self.tenants[tenant] = None
             for notify in list(self._watchers):
                 notify()
 

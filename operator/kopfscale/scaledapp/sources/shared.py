@@ -159,10 +159,12 @@ class Flights:
             raise
 
     def close(self) -> None:
-        """Cancel the reads in flight and forget them all (the sources are closing)."""
+        """Cancel the reads in flight and forget them all (the sources are closing; in the loop)."""
         flights, self._flights = self._flights, {}
+        loop = asyncio.get_running_loop()
         for flight in flights.values():
-            flight.task.cancel()
+            if flight.task.get_loop() is loop:  # another loop's (an operator gone): it ends on its own
+                flight.task.cancel()
 
 
 def _count(source_type: str, *, saved: bool) -> None:
