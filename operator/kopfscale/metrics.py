@@ -16,6 +16,9 @@ The series, for dashboards and alerts:
   ``kopfscale_scaledapp_metric_value`` and ``_metric_target`` (``{..., metric}``; absent while
   a metric cannot be read), ``kopfscale_scaledapp_condition{..., condition, status}`` (1 for the
   condition's current status, 0 for the other two, as kube-state-metrics spells conditions).
+- ``kopfscale_metric_queries_total{type}`` and ``kopfscale_metric_queries_saved_total{type}``:
+  metric reads that made a request, and those answered by an identical read of the same or
+  another ScaledApp without one (``scaledapp/sources/shared.py``; no per-tenant labels).
 - ``kopfscale_autoscaler_loop_lateness_seconds``: how late autoscaling rounds start (actual
   start minus due time); a growing tail means the operator cannot keep up with its ScaledApps.
 
@@ -75,6 +78,17 @@ SOURCE_ERRORS = Counter(
     "kopfscale_metric_source_errors",
     "Failed reads of a ScaledApp metric source (prometheus, http, cron, resource).",
     ["namespace", "scaledapp", "source"],
+)
+METRIC_QUERIES = Counter(
+    "kopfscale_metric_queries",
+    "Metric reads (prometheus, http) that made a request; one per read shared by several ScaledApps.",
+    ["type"],
+)
+METRIC_QUERIES_SAVED = Counter(
+    "kopfscale_metric_queries_saved",
+    "Metric reads answered without a request of their own: by an identical read (same request, "
+    "same credentials) in flight or finished within the freshness window.",
+    ["type"],
 )
 
 
@@ -212,6 +226,11 @@ def record_decision(namespace: str, scaledapp: str, current: int, desired: int, 
 
 def record_source_error(namespace: str, scaledapp: str, source: str) -> None:
     SOURCE_ERRORS.labels(namespace, scaledapp, source).inc()
+
+
+def record_metric_query(source_type: str, *, saved: bool) -> None:
+    """One metric read of a shareable source: a request made, or one saved by sharing."""
+    (METRIC_QUERIES_SAVED if saved else METRIC_QUERIES).labels(source_type).inc()
 
 
 def outcome_of(error: BaseException | None) -> str:

@@ -44,6 +44,9 @@ class SourceContext:
     pod_selector: str | None  # label selector of the scaled workload's pods (used by ``resource``)
     now: Callable[[], datetime.datetime]  # injectable clock (used by ``cron``)
     scaledapp: str = ""  # the ScaledApp reading (its per-tenant budgets are keyed by it)
+    #: Seconds between the ScaledApp's rounds: a result shared with another ScaledApp's identical
+    #: read is given to this one only while it is younger than half of it (and 1 s), see ``shared``.
+    polling_interval: float | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,30 @@ class Tenant:
 
     namespace: str
     scaledapp: str
+
+
+class Askers:
+    """The ScaledApps one read is made for: the one that started it, then any that joined it.
+
+    A read shared between ScaledApps (``shared``) is charged to one of them at a time: its
+    in-flight budget to the one that started it, its evaluation to the first with a free slot
+    (``evaluation``). Those waiting for a slot are woken when another ScaledApp joins.
+    """
+
+    def __init__(self, first: Tenant) -> None:
+        self.tenants: dict[Tenant, None] = {first: None}  # in the order they came (a set, ordered)
+        self._watchers: set[Callable[[], None]] = set()
+
+    def join(self, tenant: Tenant) -> None:
+        if tenant not in self.tenants:
+            self.tenants[tenant] = None
+            for notify in list(self._watchers):
+                notify()
+
+    def watch(self, notify: Callable[[], None]) -> Callable[[], None]:
+        """Call ``notify`` whenever a ScaledApp joins; returns the function that stops it."""
+        self._watchers.add(notify)
+        return lambda: self._watchers.discard(notify)
 
 
 class SourceError(Exception):
@@ -68,6 +95,10 @@ class Meaning(enum.Enum):
     PER_POD = "perPod"
     #: A replica count to keep at least (KEDA's cron): no target, the max over metrics makes it a floor.
     FLOOR = "floor"
+
+
+def _nothing() -> None:
+    pass
 
 
 Config = Mapping[str, Any]
@@ -91,6 +122,28 @@ class Scaler(abc.ABC, Generic[ConfigT]):
     @abc.abstractmethod
     async def read(self, config: ConfigT, ctx: SourceContext) -> float:
         """One finite number, or :class:`SourceError` with a reason fit for status."""
+
+    # --- identical reads once (``shared``): a source whose reads are requests opts in ----------
+
+    async def resolve(self, config: ConfigT, ctx: SourceContext) -> Any | None:
+        """The read with everything resolved for this ScaledApp (URL, headers with the values of
+        its Secrets, CA): a frozen dataclass on which the result depends and nothing else.
+
+        ScaledApps whose reads resolve equal (and have the same timeout) share one ``perform``.
+        None, the default: never shared, ``read`` is called for each. Raise :class:`SourceError`
+        for what cannot be resolved (a missing Secret).
+        """
+        return None
+
+    async def admit(self, tenant: Tenant) -> Callable[[], None]:
+        """Take a slot of the in-flight budget of the ScaledApp starting a read; returns the
+        function that gives it back (a shared read holds one slot, of the ScaledApp that started
+        it, until it ends). No budget by default."""
+        return _nothing
+
+    async def perform(self, resolved: Any, askers: Askers) -> float:
+        """Do a read ``resolve`` returned, for every ScaledApp in ``askers`` (never their configs)."""
+        raise NotImplementedError(f"{self.type}: resolve() returned a read but perform() is missing")
 
     async def open(self, settings: OperatorSettings) -> None:
         """Start the source's client with the operator's settings (its startup); nothing by default."""
