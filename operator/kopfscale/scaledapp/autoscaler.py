@@ -177,7 +177,11 @@ class Autoscaler:
         target, scale = await self.workload(spec, manifest)
         self.check_alone(target)
         ctx = SourceContext(
-            namespace=self.namespace, pod_selector=scale.selector, now=utcnow, scaledapp=self.name
+            namespace=self.namespace,
+            pod_selector=scale.selector,
+            now=utcnow,
+            scaledapp=self.name,
+            polling_interval=spec.polling_interval,  # how long a shared read may be reused
         )
         readings = list(await asyncio.gather(*(self.read(m.name, m.source, ctx) for m in spec.metrics)))
         for metric, reading in zip(spec.metrics, readings, strict=True):
