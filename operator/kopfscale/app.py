@@ -26,13 +26,14 @@ from kopfscale import liveness as _liveness  # noqa: F401  (/healthz: the API se
 from kopfscale import metrics as operator_metrics  # /metrics endpoint + handler timing
 from kopfscale import settings as operator_settings
 from kopfscale.greeter import handlers as greeter_handlers  # registers the Greeter handlers
+from kopfscale.greeter.passes import Passes
 from kopfscale.greeter.reconcile import KubeApi as GreeterApi
 from kopfscale.kube.ownership import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from kopfscale.scaledapp import handlers as scaledapp_handlers  # registers the ScaledApp handlers
 from kopfscale.scaledapp import sources
 from kopfscale.scaledapp.api import KubeApi as ScaledAppApi
 from kopfscale.scaledapp.rounds import Rounds
-from kopfscale.scaledapp.scheduler import Scheduler
+from kopfscale.scheduler import Scheduler
 from kopfscale.simulate import flaps
 
 # This replica's name in kopf's peering object, fixed before kopf starts (kopf reads $POD_ID), so that
@@ -76,9 +77,16 @@ async def wire(memo: kopf.Memo, settings: kopf.OperatorSettings, logger: kopf.Lo
         settings.scanning.disabled = True
         logger.info("kopf's namespace and CRD scanning is off: watching the given namespaces only.")
     transport = kube.transport()
-    memo[greeter_handlers.MEMO_KEY] = greeter_handlers.Wiring(api=GreeterApi(transport), settings=config)
-    scaledapp_api = ScaledAppApi(transport)
+    # Each controller's passes or rounds run in a scheduler of its own (the same kind): a burst of
+    # Greeters never delays a ScaledApp's round. Both follow one peering gate.
     gate = peering.Gate(open_=settings.peering.standalone)
+    greeter_scheduler = Scheduler(gate=gate, logger=logger)
+    greeter_passes = Passes(greeter_scheduler)
+    greeter_scheduler.on_open = greeter_passes.wake_all
+    memo[greeter_handlers.MEMO_KEY] = greeter_handlers.Wiring(
+        api=GreeterApi(transport), settings=config, passes=greeter_passes
+    )
+    scaledapp_api = ScaledAppApi(transport)
     scheduler = Scheduler(gate=gate, logger=logger)
     rounds = Rounds(scheduler, lister=scaledapp_api.list_scaledapps)
     scheduler.on_open = rounds.resync
@@ -87,7 +95,10 @@ async def wire(memo: kopf.Memo, settings: kopf.OperatorSettings, logger: kopf.Lo
     )
     await sources.open_all(config)
     await operator_metrics.start(memo, config.metrics_port, config.metrics_address)
-    tasks = [asyncio.create_task(scheduler.run(), name="kopfscale autoscaling rounds")]
+    tasks = [
+        asyncio.create_task(greeter_scheduler.run(), name="kopfscale Greeter passes"),
+        asyncio.create_task(scheduler.run(), name="kopfscale autoscaling rounds"),
+    ]
     if not settings.peering.standalone:
         follow = peering.follow(gate, settings, config.namespaces, logger)
         tasks.append(asyncio.create_task(follow, name="kopfscale peering gate"))

@@ -100,7 +100,7 @@ async def ensure_peering_object(settings: kopf.OperatorSettings, logger: kopf.Lo
 # --- the gate: what kopf's pause means for the work kopf does not run itself -------------------------
 #
 # kopf pauses its own watches and handlers while a peer outranks this replica, but it has no public
-# hook to tell anything else. The ScaledApp scheduler (:mod:`kopfscale.scaledapp.scheduler`) is
+# hook to tell anything else. The ScaledApp scheduler (:mod:`kopfscale.scheduler`) is
 # such a thing: one queue for every ScaledApp's rounds instead of one kopf daemon per object (whose
 # memory and finalizer it removes). So the gate reads the same peering object kopf reads and applies
 # kopf's own documented rule to it: a replica acts while no live peer has a priority as high as its

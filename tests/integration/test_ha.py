@@ -21,7 +21,7 @@ from tests.helpers import wait_for
 pytestmark = pytest.mark.integration
 PEERING_CRDS = Path(__file__).resolve().parents[2] / "deploy" / "crds" / "kopf-peering.yaml"
 TAKEOVER_BOUND = 15.0
-ACTED = "Handler 'reconcile_children' is invoked"  # a replica's log line when it handles a Greeter
+ACTED = "Handler 'greeter_changed' is invoked"  # a replica's log line when it handles a Greeter
 PAUSED = "Pausing operations in favour of"  # kopf's line when a peer with a higher priority is seen
 RESUMED = "Resuming operations after the pause"  # and when none outranks it (any more)
 

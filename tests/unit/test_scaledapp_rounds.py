@@ -11,7 +11,7 @@ import kopf
 
 from kopfscale.scaledapp.autoscaler import Autoscaler
 from kopfscale.scaledapp.rounds import Rounds, trim
-from kopfscale.scaledapp.scheduler import Scheduler
+from kopfscale.scheduler import Scheduler
 
 
 class Loop:

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from kopfscale import peering
-from kopfscale.scaledapp.scheduler import Scheduler
+from kopfscale.scheduler import Scheduler
 
 Clock = Callable[[], float]
 

@@ -32,7 +32,7 @@ import kopf
 from kopfscale import metrics as operator_metrics
 from kopfscale.scaledapp import conflicts, flapping
 from kopfscale.scaledapp.autoscaler import Autoscaler
-from kopfscale.scaledapp.scheduler import Scheduler
+from kopfscale.scheduler import Scheduler
 
 #: The metadata an autoscaler reads of its ScaledApp.
 _METADATA = ("name", "namespace", "uid", "generation", "creationTimestamp", "resourceVersion")

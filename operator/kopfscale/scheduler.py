@@ -1,4 +1,4 @@
-"""One scheduler for every ScaledApp's rounds: a due-time queue and a bounded pool of workers.
+"""One scheduler for every round of both controllers: a due-time queue and a bounded pool of workers.
 
 Each ScaledApp used to be a kopf daemon: a task of its own, sleeping between rounds. That cost
 memory per object (a task, its stack, kopf's daemon records), made kopf put a finalizer on every
