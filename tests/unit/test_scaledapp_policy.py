@@ -339,20 +339,45 @@ def test_paused_holds_the_count_but_still_reports() -> None:
 def test_fallback_after_the_failure_threshold_and_recovery() -> None:
     spec = make(behavior=no_windows(), fallback={"failureThreshold": 3, "replicas": 4})
     sim = Sim(spec, 2)
-    assert sim.step({"m": "HTTP 503"}) == 2
-    assert sim.step({"m": "HTTP 503"}, after=15) == 2
-    assert sim.last is not None and not sim.last.fallback
+    for _ in range(3):  # failures 1..3: not yet more than the threshold; the count is held
+        assert sim.step({"m": "HTTP 503"}, after=15) == 2
+        assert sim.last is not None and not sim.last.fallback
+    assert sim.step({"m": "HTTP 503"}, after=15) == 4  # the 4th failure in a row exceeds 3
+    assert sim.last.fallback and sim.last.metrics[0].failures == 4
     assert sim.step({"m": "HTTP 503"}, after=15) == 4
-    assert sim.last.fallback and sim.last.metrics[0].failures == 3
-    assert sim.step({"m": "HTTP 503"}, after=15) == 4
+    assert sim.last.metrics[0].failures == 4  # capped one above the threshold
     assert sim.step({"m": 100}, after=15) == 4  # the source is back: the metric decides again
     assert not sim.last.fallback and sim.last.history.failures == {}
     assert sim.step({"m": 50}, after=15) == 2
 
 
+@pytest.mark.parametrize(
+    ("threshold", "previous", "fallback"),
+    [
+        # kedacore/keda pkg/fallback/fallback_test.go: "should bump the number of failures when
+        # metrics call fails" (0 failures before, threshold 3: the error, no fallback) ...
+        (3, 0, False),
+        (3, 2, False),  # the 3rd failure equals the threshold: still no fallback
+        # ... "should return a normalised metric when number of failures are beyond threshold"
+        # (3 failures before, threshold 3: the 4th failure falls back).
+        (3, 3, True),
+        (1, 0, False),  # failureThreshold 1: the first failure is held, the second falls back
+        (1, 1, True),
+    ],
+)
+def test_fallback_waits_until_the_failures_exceed_the_threshold(
+    threshold: int, previous: int, fallback: bool
+) -> None:
+    spec = make(behavior=no_windows(), fallback={"failureThreshold": threshold, "replicas": 5})
+    history = History().with_failures({"m": previous})
+    d = once(spec, 2, {"m": "HTTP 503"}, history)
+    assert (d.fallback, d.desired) == (fallback, 5 if fallback else 2)
+    assert d.metrics[0].failures == previous + 1
+
+
 def test_fallback_can_scale_down_like_keda() -> None:
     spec = make(behavior=no_windows(), fallback={"failureThreshold": 1, "replicas": 3})
-    assert once(spec, 8, {"m": "boom"}).desired == 3
+    assert once(spec, 8, {"m": "boom"}, History().with_failures({"m": 1})).desired == 3
 
 
 # --- scale to zero and back, in one loop --------------------------------------------------------

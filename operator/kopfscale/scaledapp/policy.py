@@ -19,7 +19,9 @@ horizontal-pod-autoscale/, and the HPA controller's ``normalizeDesiredReplicasWi
 2. The recommendation is the **max** over metrics (:func:`combine`). When a metric failed and the
    others recommend fewer replicas than ``current``, the count is held (never scale down on missing
    data); scaling up still happens. A metric failing ``fallback.failureThreshold`` times in a row
-   recommends ``fallback.replicas`` instead. All metrics failing: the count is held.
+   recommends ``fallback.replicas`` instead once its consecutive failures *exceed*
+   ``fallback.failureThreshold`` (KEDA's ``pkg/fallback``: the (N+1)-th failure in a row). All
+   metrics failing: the count is held.
 3. Scale to zero and back, in the same loop (only when ``minReplicas`` is 0; :func:`activate`): a
    metric is active when its value is strictly greater than its ``activationThreshold``. At zero,
    any active metric recommends at least 1, none keeps zero. Above zero, when every metric is
@@ -98,7 +100,7 @@ class MetricEvaluation:
     active: bool | None  # None: unknown (failed)
     within_tolerance: bool
     fallback: bool
-    failures: int  # consecutive failures, capped at the failure threshold
+    failures: int  # consecutive failures, capped one above the failure threshold
 
 
 @dataclass(frozen=True)
@@ -167,8 +169,8 @@ def evaluate_metric(
         metric.name, metric.type, metric.target, None, None, None, None, None, False, False, 0
     )
     if error is not None:
-        failures = min(previous_failures + 1, max(spec.failure_threshold, 1))
-        in_fallback = spec.fallback is not None and failures >= spec.fallback.failure_threshold
+        failures = min(previous_failures + 1, spec.failure_threshold + 1)
+        in_fallback = fallback_applies(spec, failures)
         return replace(
             unread,
             error=error,
@@ -204,6 +206,12 @@ def evaluate_metric(
         active=active,
         within_tolerance=within,
     )
+
+
+def fallback_applies(spec: ScaledAppSpec, failures: int) -> bool:
+    """KEDA's rule: a metric falls back once its consecutive failures *exceed* the threshold —
+    the (N+1)-th failure in a row with ``failureThreshold: N`` (``pkg/fallback``: ``> FailureThreshold``)."""
+    return spec.fallback is not None and failures > spec.fallback.failure_threshold
 
 
 def _rate_limit(

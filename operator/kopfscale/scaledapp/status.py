@@ -5,7 +5,8 @@ Conditions (``metav1.Condition``, via :mod:`kopfscale.conditions`):
 - ``Ready``: the workload can be read and scaled (``False`` with the reason when not).
 - ``Active``: some metric is above its ``activationThreshold`` (``Unknown`` when one failed).
 - ``ScalingLimited``: the policies, the bounds or the cooldown changed the recommendation.
-- ``Fallback``: a metric failed ``fallback.failureThreshold`` times and ``fallback.replicas`` applies.
+- ``Fallback``: a metric failed more than ``fallback.failureThreshold`` times in a row (KEDA's
+  rule: the (N+1)-th failure) and ``fallback.replicas`` applies.
 - ``Paused``: ``spec.paused`` holds the count.
 """
 
@@ -117,8 +118,8 @@ def decision_conditions(
             True,
             "FallbackActive",
             (
-                f"{', '.join(m.name for m in in_fallback)} failed "
-                f"{spec.fallback.failure_threshold} times in a row; "
+                f"{', '.join(m.name for m in in_fallback)} failed more than "
+                f"fallback.failureThreshold={spec.fallback.failure_threshold} times in a row; "
                 f"counting as fallback.replicas={spec.fallback.replicas}"
             ),
         )
