@@ -147,7 +147,7 @@ def test_an_unusable_target_is_not_ready_and_backs_off() -> None:
 
 def test_a_target_driven_by_another_autoscaler_is_never_scaled() -> None:
     fake = Fake()
-    fake.values["load"] = 50  # would scale 1 -> 5
+    fake.values["load"] = 50  # would scale 1 -> 4 (no behavior: at most max(2 x 1, 4))
     hpa = conflicts.Autoscaler("2026-01-01T00:00:00Z", "HorizontalPodAutoscaler", "web-hpa", "hpa-uid")
     rivals: list[conflicts.Autoscaler] = [hpa]
     seen: list[conflicts.TargetKey] = []
@@ -168,7 +168,7 @@ def test_a_target_driven_by_another_autoscaler_is_never_scaled() -> None:
     assert [e[:2] for e in fake.events] == [("Warning", "Conflict")], "one event per distinct failure"
     rivals.clear()  # the HPA is deleted: the conflict clears by itself
     tick(loop)
-    assert fake.scaled == [5]
+    assert fake.scaled == [4]
 
 
 def test_observe_mode_never_scales_but_tells() -> None:
@@ -179,7 +179,7 @@ def test_observe_mode_never_scales_but_tells() -> None:
     tick(loop)
     assert fake.scaled == []
     assert [e[1] for e in fake.events] == ["WouldScaleUp"]
-    assert fake.status_patches[0]["desiredReplicas"] == 5 and fake.status_patches[0]["replicas"] == 1
+    assert fake.status_patches[0]["desiredReplicas"] == 4 and fake.status_patches[0]["replicas"] == 1
 
 
 def _owned(template_hash: str, **changes: Any) -> dict[str, Any]:

@@ -33,13 +33,17 @@ horizontal-pod-autoscale/, and the HPA controller's ``normalizeDesiredReplicasWi
    ``max``; ``current < min`` → ``min`` (no behaviour applies); no metric readable holds ``current``.
 5. Stabilization (:func:`stabilize`): with ``up`` the lowest and ``down`` the highest of (this
    recommendation and the recommendations seen within the direction's window), the result is
-   ``current`` brought into ``[up, down]``.
+   ``current`` brought into ``[up, down]``. Without ``behavior`` (the HPA controller's legacy path,
+   ``stabilizeRecommendation``): the highest of this recommendation and those seen within the last
+   300 s, the sample exactly 300 s old included.
 6. Rate (:func:`limit`): for each policy, ``periodStart = current - added + removed`` over its
    ``periodSeconds``; scale-up limit ``periodStart + value`` (Pods) or ``ceil(periodStart * (1 +
    value/100))`` (Percent); scale-down limit ``periodStart - value`` or ``trunc(periodStart * (1 -
    value/100))`` (Percent: the allowed change rounds up). ``selectPolicy: Max`` takes the policy
    allowing the biggest change, ``Min`` the smallest, ``Disabled`` forbids that direction. The
    limits never move against the direction (a limit below ``current`` when scaling up means "hold").
+   Without ``behavior`` (``convertDesiredReplicasWithRules``): a scale-up is limited to
+   ``max(2 * current, 4)`` per round and a scale-down is not rate-limited.
 7. Clamp to ``[min, max]`` (with the zero floor of 3).
 
 :func:`step` is one whole round as the operator runs it (decide, then record the scale event in
@@ -57,7 +61,15 @@ from typing import Protocol
 
 from kopfscale.scaledapp.history import History
 from kopfscale.scaledapp.sources import Meaning
-from kopfscale.scaledapp.spec import MetricSpec, ScaledAppSpec, ScalingRules, Target
+from kopfscale.scaledapp.spec import (
+    LEGACY_DOWNSCALE_WINDOW,
+    LEGACY_SCALE_UP_FACTOR,
+    LEGACY_SCALE_UP_MINIMUM,
+    MetricSpec,
+    ScaledAppSpec,
+    ScalingRules,
+    Target,
+)
 
 # Reasons (CamelCase, as in the HPA's conditions) for what shaped a decision.
 WITHIN_RANGE = "DesiredWithinRange"
@@ -243,6 +255,8 @@ def _rate_limit(
 def keep_seconds(spec: ScaledAppSpec) -> tuple[int, int]:
     """How long recommendations and scale events must be remembered."""
     b = spec.behavior
+    if b.legacy:
+        return LEGACY_DOWNSCALE_WINDOW, 0  # the legacy rule remembers no scale events
     windows = max(b.scale_up.stabilization_window_seconds, b.scale_down.stabilization_window_seconds)
     periods = max([p.period_seconds for p in (*b.scale_up.policies, *b.scale_down.policies)] or [0])
     return windows, periods
@@ -334,6 +348,8 @@ def stabilize(
         # As the HPA does: a fresh (or restarted without history) controller does not scale
         # down before it has watched the scale-down window.
         history = history.record_recommendation(now, current, keep)
+    if spec.behavior.legacy:
+        return _stabilize_legacy(recommendation, history, now)
     up_cutoff = now - datetime.timedelta(seconds=up_rules.stabilization_window_seconds)
     down_cutoff = now - datetime.timedelta(seconds=down_rules.stabilization_window_seconds)
     up_bound = min([recommendation, *history.recommendations_after(up_cutoff)])
@@ -341,6 +357,21 @@ def stabilize(
     stabilized = min(max(current, up_bound), down_bound)
     history = history.record_recommendation(now, recommendation, keep)
     return Stabilized(stabilized, stabilized != recommendation, history)
+
+
+def _stabilize_legacy(recommendation: int, history: History, now: datetime.datetime) -> Stabilized:
+    """No ``behavior``: the highest recommendation of the last 300 s, this one included (the HPA's
+    ``stabilizeRecommendation``). Unlike the behavior windows it is not a band around ``current``:
+    a higher recommendation still in the window is followed up too."""
+    cutoff = now - datetime.timedelta(seconds=LEGACY_DOWNSCALE_WINDOW)
+    stabilized = max([recommendation, *history.recommendations_since(cutoff)])
+    history = history.record_recommendation(now, recommendation, LEGACY_DOWNSCALE_WINDOW)
+    return Stabilized(stabilized, stabilized != recommendation, history)
+
+
+def legacy_scale_up_limit(current: int) -> int:
+    """No ``behavior``: the most a round may scale up to (the HPA's ``calculateScaleUpLimit``)."""
+    return max(LEGACY_SCALE_UP_FACTOR * current, LEGACY_SCALE_UP_MINIMUM)
 
 
 @dataclass(frozen=True)
@@ -362,6 +393,8 @@ def limit(
     now: datetime.datetime,
 ) -> Limited:
     """The behavior policies' rate limits in the direction of change, then the bounds."""
+    if spec.behavior.legacy:
+        return _limit_legacy(spec, current, stabilized, floor, floor_reason)
     if stabilized > current:
         rate = _rate_limit(spec.behavior.scale_up, current, history, now, up=True)
         if rate is None:
@@ -382,6 +415,22 @@ def limit(
         bottom, reason = (rate, SCALE_DOWN_LIMIT) if floor < rate else (floor, floor_reason)
         if stabilized < bottom:
             return Limited(bottom, reason, True)
+    return Limited(stabilized, WITHIN_RANGE, False)
+
+
+def _limit_legacy(
+    spec: ScaledAppSpec, current: int, stabilized: int, floor: int, floor_reason: str
+) -> Limited:
+    """No ``behavior`` (the HPA's ``convertDesiredReplicasWithRules``): up to max(2 x current, 4)
+    per round, never above ``maxReplicas``; a scale-down only stops at the floor."""
+    up_limit = legacy_scale_up_limit(current)
+    ceiling, reason = (
+        (up_limit, SCALE_UP_LIMIT) if spec.max_replicas > up_limit else (spec.max_replicas, TOO_MANY_REPLICAS)
+    )
+    if stabilized < floor:
+        return Limited(floor, floor_reason, True)
+    if stabilized > ceiling:
+        return Limited(ceiling, reason, True)
     return Limited(stabilized, WITHIN_RANGE, False)
 
 
@@ -499,6 +548,11 @@ def _with_explanation(d: Decision, spec: ScaledAppSpec) -> Decision:
         parts.append(f"{direction} stabilization window holds {d.stabilized}")
     if d.reason != WITHIN_RANGE and (d.limited or d.reason in (PAUSED, ALL_METRICS_FAILED)):
         text = _REASON_TEXT.get(d.reason, d.reason)
+        if d.reason == SCALE_UP_LIMIT and spec.behavior.legacy:
+            text = (
+                f"limited by the scale-up limit without behavior: max(2 x {d.current}, 4) = "
+                f"{legacy_scale_up_limit(d.current)}"
+            )
         if d.reason in (COOLDOWN, INITIAL_COOLDOWN) and d.zero_wait_seconds is not None:
             text += f" ({d.zero_wait_seconds:.0f}s left)"
         if d.reason != ALL_METRICS_FAILED:

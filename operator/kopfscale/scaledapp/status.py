@@ -39,6 +39,12 @@ LIMIT_MESSAGES = {
     policy.INITIAL_COOLDOWN: "every metric is inactive; scale to zero waits for initialCooldownPeriod",
 }
 
+#: Without ``behavior`` the scale-up limit is the HPA controller's legacy one.
+LEGACY_SCALE_UP_MESSAGE = (
+    "the desired count is increasing faster than the maximum scale rate "
+    "(no behavior: at most max(2 x current, 4) per round)"
+)
+
 
 def _num(x: float) -> float | int:
     """Whole numbers as integers (``50`` rather than ``50.0``), others rounded for readability."""
@@ -104,7 +110,10 @@ def decision_conditions(
         active = cond(ACTIVE, "Unknown", "MetricsUnavailable", f"cannot tell: failed to read {failed}")
 
     if d.limited and d.reason in LIMIT_MESSAGES:
-        limited = cond(LIMITED, True, d.reason, f"{LIMIT_MESSAGES[d.reason]} ({d.stabilized} -> {d.desired})")
+        text = LIMIT_MESSAGES[d.reason]
+        if d.reason == policy.SCALE_UP_LIMIT and spec.behavior.legacy:
+            text = LEGACY_SCALE_UP_MESSAGE
+        limited = cond(LIMITED, True, d.reason, f"{text} ({d.stabilized} -> {d.desired})")
     else:
         limited = cond(
             LIMITED, False, policy.WITHIN_RANGE, "the desired count is within the acceptable range"
