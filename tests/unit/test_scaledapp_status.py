@@ -77,6 +77,7 @@ def test_status_reports_metrics_decision_and_conditions() -> None:
         "target": {"type": "Value", "value": 100},
         "value": 150,
         "ratio": 1.5,
+        "pods": 2,  # the ready Pods the ratio multiplied (here: every replica, as none is known)
         "recommendation": 3,
         "active": True,
     }

@@ -7,15 +7,19 @@ horizontal-pod-autoscale/, and the HPA controller's ``normalizeDesiredReplicasWi
 
 1. Per metric, a recommendation (:func:`evaluate_metric`):
    What a number means is the source's declaration (``sources.Meaning``), never its type name:
-   - ``Value`` / ``Utilization``, and ``AverageValue`` of a per-pod source (``PER_POD``: the
-     reading is already an average over the pods): ``ratio = value / target``,
+   - ``Utilization`` and ``AverageValue`` of a per-pod source (``PER_POD``: the reading is
+     already an average over the pods): ``ratio = value / target``,
      ``desired = ceil(current * ratio)``.
-   - ``AverageValue`` of a total (``TOTAL``: prometheus, http): the target is per replica:
-     ``desired = ceil(value / target)``, ``ratio = value / (target * current)``.
+   - ``Value`` of a total (``TOTAL``: prometheus, http; the HPA's External/Object ``Value``):
+     ``ratio = value / target``, ``desired = ceil(ratio * readyPods)``: the Pods Running and
+     Ready, not ``spec.replicas`` (``getUsageRatioReplicaCount``).
+   - ``AverageValue`` of a total: the target is per replica: ``desired = ceil(value / target)``,
+     ``ratio = value / (target * statusReplicas)``, and within the tolerance the proposal is
+     ``statusReplicas``, the Pods the workload has (``GetExternalPerPodMetricReplicas``).
    - A floor (``FLOOR``: cron's ``desiredReplicas`` inside its window, 0 outside): the value is the
      recommendation, and the max over metrics makes it a floor.
    - Tolerance: when ``1 - scaleDown.tolerance <= ratio <= 1 + scaleUp.tolerance`` the metric
-     recommends ``current`` (no change).
+     recommends ``current`` (no change; ``statusReplicas`` for an ``AverageValue`` total).
 2. The recommendation is the **max** over metrics (:func:`combine`). When a metric failed and the
    others recommend fewer replicas than ``current``, the count is held (never scale down on missing
    data); scaling up still happens. A metric failing ``fallback.failureThreshold`` times in a row
@@ -113,6 +117,8 @@ class MetricEvaluation:
     within_tolerance: bool
     fallback: bool
     failures: int  # consecutive failures, capped one above the failure threshold
+    pods: int | None = None  # the Pod count the proposal was computed over (see Proposal)
+    note: str | None = None  # how the Pods counted, when that is not simply ``current``
 
 
 @dataclass(frozen=True)
@@ -153,11 +159,137 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}" if abs(x) < 1e6 else f"{x:.3e}"
 
 
+def _pods(n: int, kind: str = "") -> str:
+    return f"{n} {kind}Pod{'' if n == 1 else 's'}"
+
+
 def _within(ratio: float, up: ScalingRules, down: ScalingRules) -> bool:
     """Inside the tolerance band, its edges included (a ratio on an edge that float division put a
     hair outside, 0.5199999… for 0.52, is still on the edge)."""
     eps = ROUNDING_EPSILON
     return (1.0 - down.tolerance) - eps <= ratio <= (1.0 + up.tolerance) + eps
+
+
+@dataclass(frozen=True)
+class Pods:
+    """What a round knows of the workload's Pods besides ``spec.replicas`` (``current``).
+
+    The HPA's replica calculator reads them from its Pod informer; kopfscale from the owned
+    Deployment's status, or a Pod list by the ``/scale`` selector when a metric needs it. ``None``
+    means "as many as ``current``": all a simulation can assume.
+    """
+
+    replicas: int | None = None  # the scale's status.replicas: the Pods the workload has
+    ready: int | None = None  # Pods Running and Ready (the HPA's getReadyPodsCount)
+    error: str | None = None  # why the ready Pods could not be counted
+
+
+ALL_READY = Pods()
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """Step 1 for one readable metric: what it proposes and the numbers that explain it."""
+
+    recommendation: int
+    ratio: float | None = None
+    within_tolerance: bool = False
+    pods: int | None = None  # the Pod count the proposal was computed over, when there is one
+    note: str | None = None  # how the Pods counted, when that is not simply ``current``
+
+
+def propose_floor(value: float) -> Proposal:
+    """A floor (cron): the value is the recommendation."""
+    return Proposal(max(_ceil(value), 0))
+
+
+def propose_total_per_pod(
+    value: float, target: float, current: int, pods: Pods, spec: ScaledAppSpec
+) -> Proposal:
+    """A total against a per-Pod target (the HPA's ``GetExternalPerPodMetricReplicas``): the
+    tolerance is judged per Pod the workload has (``status.replicas``), which are also what a
+    ratio within the tolerance proposes; outside it, ``ceil(value / target)``."""
+    have = current if pods.replicas is None else pods.replicas
+    recommendation = _ceil(value / target)
+    if have == 0:  # no Pods: no ratio (the HPA's is infinite), the total alone decides
+        return Proposal(recommendation)
+    ratio = value / (target * have)
+    within = _within(ratio, spec.behavior.scale_up, spec.behavior.scale_down)
+    note = None if have == current else f"over {_pods(have)}"
+    return Proposal(have if within else recommendation, ratio, within, have, note)
+
+
+def propose_total(
+    value: float, target: float, current: int, pods: Pods, spec: ScaledAppSpec
+) -> Proposal | str:
+    """A total against a ``Value`` target (the HPA's ``getUsageRatioReplicaCount``): outside the
+    tolerance, ``ceil(ratio * ready Pods)`` — the Pods Running and Ready, not ``spec.replicas``.
+    A string: why it cannot be computed (the ready Pods could not be counted)."""
+    ratio = value / target
+    if current == 0:  # activation decides 0 -> 1
+        return Proposal(0, ratio)
+    if _within(ratio, spec.behavior.scale_up, spec.behavior.scale_down):
+        return Proposal(current, ratio, True)
+    if pods.error is not None:
+        return f"{_fmt(value)} read, but the ready Pods could not be counted: {pods.error}"
+    ready = current if pods.ready is None else pods.ready
+    note = None if ready == current else f"x {_pods(ready, 'ready ')}"
+    return Proposal(_ceil(ratio * ready), ratio, False, ready, note)
+
+
+def propose_ratio(value: float, target: float, current: int, spec: ScaledAppSpec) -> Proposal:
+    """Already an average over the Pods (a ``resource`` reading without its Pods): ``ceil(current
+    * ratio)``, the count unchanged within the tolerance."""
+    ratio = value / target
+    if current > 0 and _within(ratio, spec.behavior.scale_up, spec.behavior.scale_down):
+        return Proposal(current, ratio, True, current)
+    return Proposal(_ceil(current * ratio), ratio, False, current if current > 0 else None)
+
+
+def propose(
+    metric: MetricSpec, value: float, current: int, spec: ScaledAppSpec, pods: Pods
+) -> Proposal | str:
+    """Step 1, by what the number means (``sources.Meaning``), never by the source's type."""
+    target = metric.target
+    if metric.meaning is Meaning.FLOOR or target is None:
+        return propose_floor(value)
+    if metric.meaning is Meaning.TOTAL and target.type == "AverageValue":
+        return propose_total_per_pod(value, target.value, current, pods, spec)
+    if metric.meaning is Meaning.TOTAL:
+        return propose_total(value, target.value, current, pods, spec)
+    return propose_ratio(value, target.value, current, spec)
+
+
+def needs_ready_pods(spec: ScaledAppSpec, current: int, readings: Sequence[Reading]) -> bool:
+    """Whether this round's proposals need the count of ready Pods: a ``Value`` total read
+    outside its tolerance while the workload has replicas (the only case the HPA counts them)."""
+    by_name = {r.name: r for r in readings}
+    for metric in spec.metrics:
+        reading = by_name.get(metric.name)
+        if metric.meaning is not Meaning.TOTAL or metric.target is None or metric.target.type != "Value":
+            continue
+        if reading is None or reading.error is not None or reading.value is None or current == 0:
+            continue
+        ratio = reading.value / metric.target.value
+        if math.isfinite(ratio) and not _within(ratio, spec.behavior.scale_up, spec.behavior.scale_down):
+            return True
+    return False
+
+
+def _read_error(metric: MetricSpec, reading: Reading | None) -> str | None:
+    """Why the reading is unusable, or None."""
+    if reading is None:
+        return "no reading"
+    value = reading.value
+    if reading.error is not None:
+        return reading.error
+    if value is None or not math.isfinite(value):
+        return f"not a finite number: {value!r}"
+    target = metric.target
+    if target is not None and not math.isfinite(value / target.value):
+        # e.g. a target of 1e-320: the ratio overflows; report it like a failed read.
+        return f"{_fmt(value)} against a target of {target.value:g} is not a finite ratio"
+    return None
 
 
 def evaluate_metric(
@@ -166,21 +298,21 @@ def evaluate_metric(
     current: int,
     spec: ScaledAppSpec,
     previous_failures: int,
+    pods: Pods = ALL_READY,
 ) -> MetricEvaluation:
-    error = None if reading is not None else "no reading"
-    value = reading.value if reading is not None else None
-    if reading is not None:
-        error = reading.error
-        if error is None and (value is None or not math.isfinite(value)):
-            error = f"not a finite number: {value!r}"
-    target = metric.target
-    if error is None and value is not None and target is not None and not math.isfinite(value / target.value):
-        # e.g. a target of 1e-320: the ratio overflows; report it like a failed read.
-        error = f"{_fmt(value)} against a target of {target.value:g} is not a finite ratio"
+    """Step 1: one metric's proposal, or its failure (and fallback)."""
     unread = MetricEvaluation(
         metric.name, metric.type, metric.target, None, None, None, None, None, False, False, 0
     )
-    if error is not None:
+    error = _read_error(metric, reading)
+    value = reading.value if reading is not None else None
+    proposal: Proposal | str | None = None
+    if error is None:
+        assert value is not None
+        proposal = propose(metric, value, current, spec, pods)
+        if isinstance(proposal, str):
+            error = proposal
+    if error is not None or not isinstance(proposal, Proposal):
         failures = min(previous_failures + 1, spec.failure_threshold + 1)
         in_fallback = fallback_applies(spec, failures)
         return replace(
@@ -192,31 +324,15 @@ def evaluate_metric(
             failures=failures,
         )
     assert value is not None
-    active = value > metric.activation_threshold
-    behavior = spec.behavior
-    ratio: float | None = None
-    within = False
-    if metric.meaning is Meaning.FLOOR or metric.target is None:
-        recommendation = max(_ceil(value), 0)
-    elif metric.target.type == "AverageValue" and metric.meaning is Meaning.TOTAL:
-        # External metric semantics: a total divided by the per-replica target.
-        recommendation = _ceil(value / metric.target.value)
-        if current > 0:
-            ratio = value / (metric.target.value * current)
-            within = _within(ratio, behavior.scale_up, behavior.scale_down)
-    else:
-        ratio = value / metric.target.value
-        within = current > 0 and _within(ratio, behavior.scale_up, behavior.scale_down)
-        recommendation = _ceil(current * ratio)
-    if within:
-        recommendation = current
     return replace(
         unread,
         value=value,
-        ratio=ratio,
-        recommendation=max(recommendation, 0),
-        active=active,
-        within_tolerance=within,
+        ratio=proposal.ratio,
+        recommendation=max(proposal.recommendation, 0),
+        active=value > metric.activation_threshold,
+        within_tolerance=proposal.within_tolerance,
+        pods=proposal.pods,
+        note=proposal.note,
     )
 
 
@@ -455,13 +571,15 @@ def decide(
     *,
     now: datetime.datetime,
     created: datetime.datetime | None = None,
+    pods: Pods = ALL_READY,
     assume_scaled: bool = False,
 ) -> Decision:
-    """The numbered steps of the module docstring, in order. ``assume_scaled``: the history also
-    records the scale event, as after a successful write in mode Auto (see :data:`step`)."""
+    """The numbered steps of the module docstring, in order. ``pods``: what the round knows of the
+    workload's Pods (:class:`Pods`; by default every replica exists and is ready). ``assume_scaled``:
+    the history also records the scale event, as after a successful write in mode Auto (see :data:`step`)."""
     by_name = {r.name: r for r in readings}
     metrics = tuple(
-        evaluate_metric(m, by_name.get(m.name), current, spec, history.failures.get(m.name, 0))
+        evaluate_metric(m, by_name.get(m.name), current, spec, history.failures.get(m.name, 0), pods)
         for m in spec.metrics
     )  # 1
     history = history.with_failures({m.name: m.failures for m in metrics})
@@ -527,6 +645,8 @@ def describe_metric(m: MetricEvaluation) -> str:
     text = f"{m.name}: {_fmt(m.value)}{unit} (target {m.target.type} {_fmt(m.target.value)}{unit}"
     if m.ratio is not None:
         text += f", ratio {m.ratio:.2f}" if abs(m.ratio) < 1e6 else f", ratio {m.ratio:.3e}"
+    if m.note:
+        text += f" {m.note}"
     text += ")"
     if m.within_tolerance:
         text += " within tolerance"

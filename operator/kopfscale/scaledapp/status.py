@@ -59,6 +59,8 @@ def metric_status(m: MetricEvaluation) -> dict[str, Any]:
         item["value"] = _num(m.value)
     if m.ratio is not None:
         item["ratio"] = round(m.ratio, 4)
+    if m.pods is not None:
+        item["pods"] = m.pods
     if m.recommendation is not None:
         item["recommendation"] = m.recommendation
     if m.active is not None:
