@@ -80,6 +80,8 @@ def _untolerated(m: MetricEvaluation, current: int) -> int | None:
     """What the metric would have proposed without the tolerance band."""
     if m.ratio is None:
         return m.recommendation
+    if m.adjusted_ratio is not None:  # resource Pods set aside, then counted: that ratio decided
+        return math.ceil((m.pods or current) * m.adjusted_ratio - policy.ROUNDING_EPSILON)
     # Every kind of ratio gives the untolerated proposal as pods x ratio, over the Pods it was
     # computed for (for a total per replica, ratio = value / (target x status.replicas)).
     pods = current if m.pods is None else m.pods
@@ -143,7 +145,8 @@ def status_fields(d: Decision) -> dict[str, Any]:
     """The recomputable part of ``status.lastDecision`` (kubernetes#138992's shape, our names).
 
     ``currentReplicas``, ``rawDesiredReplicas`` (max of the proposals), ``finalDesiredReplicas``,
-    ``direction``, ``metrics[]`` (``name``, ``value`` or ``error``, ``target``, ``pods``, ``proposal``) and
+    ``direction``, ``metrics[]`` (``name``, ``value`` or ``error``, ``target``, ``pods``,
+    ``adjustedRatio``, ``proposal``) and
     ``constraintsApplied[]`` (``type``, ``replicas`` after it, ``reason`` for the final limits), in
     the order the policy applied them.
     """
@@ -158,6 +161,8 @@ def status_fields(d: Decision) -> dict[str, Any]:
             item["target"] = {"type": m.target.type, "value": _number(m.target.value)}
         if m.pods is not None:
             item["pods"] = m.pods
+        if m.adjusted_ratio is not None:
+            item["adjustedRatio"] = round(m.adjusted_ratio, 4)
         if m.recommendation is not None:
             item["proposal"] = m.recommendation
         metrics.append(item)

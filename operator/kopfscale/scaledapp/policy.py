@@ -64,7 +64,8 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from kopfscale.scaledapp.history import History
-from kopfscale.scaledapp.sources import Meaning
+from kopfscale.scaledapp.sources import Meaning, PodSample
+from kopfscale.scaledapp.sources.base import usage_value
 from kopfscale.scaledapp.spec import (
     LEGACY_DOWNSCALE_WINDOW,
     LEGACY_SCALE_UP_FACTOR,
@@ -119,6 +120,7 @@ class MetricEvaluation:
     failures: int  # consecutive failures, capped one above the failure threshold
     pods: int | None = None  # the Pod count the proposal was computed over (see Proposal)
     note: str | None = None  # how the Pods counted, when that is not simply ``current``
+    adjusted_ratio: float | None = None  # resource: the ratio once set-aside Pods were counted
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,7 @@ class Proposal:
     within_tolerance: bool = False
     pods: int | None = None  # the Pod count the proposal was computed over, when there is one
     note: str | None = None  # how the Pods counted, when that is not simply ``current``
+    adjusted_ratio: float | None = None  # resource: the ratio once set-aside Pods were counted
 
 
 def propose_floor(value: float) -> Proposal:
@@ -246,13 +249,99 @@ def propose_ratio(value: float, target: float, current: int, spec: ScaledAppSpec
     return Proposal(_ceil(current * ratio), ratio, False, current if current > 0 else None)
 
 
+def _target_milli(target: float) -> int:
+    """An ``AverageValue`` target in milli-units, rounded up (the HPA's ``MilliValue``)."""
+    return math.ceil(round(target * 1000, 6))
+
+
+def propose_pods(sample: PodSample, target: float, current: int, spec: ScaledAppSpec) -> Proposal:
+    """A ``resource`` reading with its Pods, as the HPA's ``GetResourceReplicas`` (Utilization)
+    and ``calcPlainMetricReplicas`` (AverageValue) count them.
+
+    With no Pod set aside (or only unready ones and no scale-up), ``ceil(ratio * readyPods)``.
+    Otherwise the set-aside Pods are counted: Pods without metrics at 100 % of their request
+    (``AverageValue``: at the target) when the ratio proposes a scale-down and at 0 % when it
+    proposes a scale-up; unready Pods at 0 %, on a scale-up only. If the new ratio is within the
+    tolerance, or points the other way, or its count does, the count stays.
+    """
+    up, down = spec.behavior.scale_up, spec.behavior.scale_down
+    ready, unready, missing = sample.ready, sample.unready, sample.missing
+    ratio = sample.value / target
+    with_unready = unready.count > 0 and ratio > 1.0
+    if not with_unready and missing.count == 0:
+        note = _pods_note(sample, current, ready.count, [])
+        if _within(ratio, up, down):
+            return Proposal(current, ratio, True, ready.count, note)
+        return Proposal(_ceil(ratio * ready.count), ratio, False, ready.count, note)
+
+    usages, requests = list(ready.usages), list(ready.requests)
+    counted: list[str] = []
+    if missing.count and ratio != 1.0:
+        if ratio < 1.0:  # on a scale-down, as if they used their request (or exactly the target)
+            if sample.utilization:
+                share = max(100.0, target)
+                usages += [int(r * share // 100) for r in missing.requests]
+                counted.append(f"{_pods(missing.count)} without metrics at {_fmt(share)}%")
+            else:
+                usages += [_target_milli(target)] * missing.count
+                counted.append(f"{_pods(missing.count)} without metrics at the target")
+        else:  # on a scale-up, as if they used nothing
+            usages += [0] * missing.count
+            counted.append(f"{_pods(missing.count)} without metrics at 0%")
+        requests += list(missing.requests)
+    if with_unready:
+        usages += [0] * unready.count
+        requests += list(unready.requests)
+        counted.append(f"{_pods(unready.count)} not ready at 0%")
+    count = len(usages)
+    adjusted = usage_value(sample.utilization, sum(usages), sum(requests), count) / target
+    direction = "scale-up" if ratio > 1.0 else "scale-down"
+    note = f"{_pods_note(sample, current, ready.count, counted)} ({direction}): ratio {adjusted:.2f}"
+    note += f" over {_pods(count)}"
+    if _within(adjusted, up, down):
+        return Proposal(current, ratio, True, count, note, adjusted)
+    if (ratio < 1.0 < adjusted) or (ratio > 1.0 > adjusted):
+        return Proposal(current, ratio, False, count, note + ", the other way: no change", adjusted)
+    proposal = _ceil(adjusted * count)
+    if (adjusted < 1.0 and proposal > current) or (adjusted > 1.0 and proposal < current):
+        note += f" asks for {proposal}, the other way: no change"
+        return Proposal(current, ratio, False, count, note, adjusted)
+    return Proposal(proposal, ratio, False, count, note, adjusted)
+
+
+def _pods_note(sample: PodSample, current: int, ready: int, counted: list[str]) -> str | None:
+    """How a resource metric's Pods counted, for the explanation; None when simply ``current``."""
+    left_out = []
+    if sample.unready.count and not any("not ready" in c for c in counted):
+        left_out.append(f"{sample.unready.count} not ready")
+    if sample.missing.count and not any("without metrics" in c for c in counted):
+        left_out.append(f"{sample.missing.count} without metrics")
+    if sample.ignored:
+        left_out.append(f"{sample.ignored} deleted or failed")
+    if not counted and not left_out and ready == current:
+        return None
+    text = f"over {_pods(ready, 'ready ')}"
+    if left_out:
+        text += f", {' + '.join(left_out)} left out"
+    if counted:
+        text += "; " + ", ".join(counted)
+    return text
+
+
 def propose(
-    metric: MetricSpec, value: float, current: int, spec: ScaledAppSpec, pods: Pods
+    metric: MetricSpec,
+    value: float,
+    current: int,
+    spec: ScaledAppSpec,
+    pods: Pods,
+    sample: PodSample | None = None,
 ) -> Proposal | str:
     """Step 1, by what the number means (``sources.Meaning``), never by the source's type."""
     target = metric.target
     if metric.meaning is Meaning.FLOOR or target is None:
         return propose_floor(value)
+    if metric.meaning is Meaning.PER_POD and sample is not None and current > 0:
+        return propose_pods(sample, target.value, current, spec)
     if metric.meaning is Meaning.TOTAL and target.type == "AverageValue":
         return propose_total_per_pod(value, target.value, current, pods, spec)
     if metric.meaning is Meaning.TOTAL:
@@ -309,7 +398,10 @@ def evaluate_metric(
     proposal: Proposal | str | None = None
     if error is None:
         assert value is not None
-        proposal = propose(metric, value, current, spec, pods)
+        sample = getattr(reading, "pods", None)
+        proposal = propose(
+            metric, value, current, spec, pods, sample if isinstance(sample, PodSample) else None
+        )
         if isinstance(proposal, str):
             error = proposal
     if error is not None or not isinstance(proposal, Proposal):
@@ -333,6 +425,7 @@ def evaluate_metric(
         within_tolerance=proposal.within_tolerance,
         pods=proposal.pods,
         note=proposal.note,
+        adjusted_ratio=proposal.adjusted_ratio,
     )
 
 

@@ -61,6 +61,8 @@ def metric_status(m: MetricEvaluation) -> dict[str, Any]:
         item["ratio"] = round(m.ratio, 4)
     if m.pods is not None:
         item["pods"] = m.pods
+    if m.adjusted_ratio is not None:
+        item["adjustedRatio"] = round(m.adjusted_ratio, 4)
     if m.recommendation is not None:
         item["recommendation"] = m.recommendation
     if m.active is not None:
