@@ -144,16 +144,22 @@ def _pod_level_request(
     pod: Mapping[str, Any], spec: Mapping[str, Any], pod_requests: Mapping[str, Any], resource: str
 ) -> int:
     """Pod-level resources (KEP-2837): the pod's own request for the resource, plus its overhead;
-    for a resource it does not set at pod level, what its containers request."""
+    for a resource it does not set at pod level, what its containers and native sidecars request
+    (the HPA's aggregate also weighs ordinary init containers: only one requesting more than the
+    whole Pod would tell the two apart)."""
     where = f"{resource} request of pod {_name(pod)}"
     if resource in pod_requests:
         total = _quantity(pod_requests[resource], where)
     else:
+        running = [c for c in spec.get("containers") or [] if isinstance(c, Mapping)] + [
+            c
+            for c in spec.get("initContainers") or []
+            if isinstance(c, Mapping) and c.get("restartPolicy") == "Always"
+        ]
         found = [
             c["resources"]["requests"][resource]
-            for c in spec.get("containers") or []
-            if isinstance(c, Mapping)
-            and isinstance(c.get("resources"), Mapping)
+            for c in running
+            if isinstance(c.get("resources"), Mapping)
             and isinstance(c["resources"].get("requests"), Mapping)
             and resource in c["resources"]["requests"]
         ]
