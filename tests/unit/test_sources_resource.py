@@ -378,7 +378,7 @@ def test_with_the_controller_defaults_a_pod_is_starting_for_five_minutes() -> No
             [pod("a", {"cpu": "1"})],
             "no cpu metrics for any pod of the workload (1 pods)",
         ),
-        ("memory", "AverageValue", [], [], "no memory metrics"),
+        ("memory", "AverageValue", [], [], "no pods match the workload's selector"),
         (
             "cpu",
             "AverageValue",

@@ -260,13 +260,13 @@ def group_pods(
     """
     listed = [p for p in pods if isinstance(p, Mapping)]
     sampled = [m for m in pod_metrics if isinstance(m, Mapping)]
+    if not listed:  # the HPA's "no pods returned by selector" (it checks the metrics first)
+        raise SourceError("no pods match the workload's selector")
     if not sampled:
         raise SourceError(
             f"no {resource} metrics for any pod of the workload ({len(listed)} pods); "
             "is metrics-server running?"
         )
-    if not listed:
-        raise SourceError("no pods match the workload's selector")
     utilization = target_type == "Utilization"
     metrics_by_name = {_name(m): m for m in sampled}
     groups: dict[str, tuple[list[int], list[int]]] = {
