@@ -36,7 +36,7 @@ from kopfscale.scaledapp.history import History, parse_time
 from kopfscale.scaledapp.policy import Decision
 from kopfscale.scaledapp.sources import MetricReading, SourceContext
 from kopfscale.scaledapp.spec import ScaledAppSpec, SpecError, parse
-from kopfscale.scaledapp.workload import ScaleState, ScaleTarget, TargetError
+from kopfscale.scaledapp.workload import PodCount, ScaleState, ScaleTarget, TargetError
 
 INVALID_SPEC_RETRY = 30.0
 
@@ -47,6 +47,7 @@ class Api(Protocol):
     def find_target(self, spec: ScaledAppSpec, name: str, namespace: str) -> ScaleTarget: ...
     def read_scale(self, target: ScaleTarget) -> ScaleState: ...
     def patch_scale(self, target: ScaleTarget, replicas: int) -> ScaleState: ...
+    def count_ready_pods(self, namespace: str, selector: str) -> PodCount: ...
     def ensure_deployment(self, manifest: Mapping[str, Any], owner_uid: str) -> tuple[str, ScaleState]: ...
     def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None: ...
     def retire_deployment(self, namespace: str, name: str, owner_uid: str, *, keep: bool) -> str | None: ...
@@ -69,6 +70,7 @@ class Observation:
     target: ScaleTarget
     scale: ScaleState
     readings: list[MetricReading]
+    pods: policy.Pods = policy.ALL_READY  # status.replicas, and the ready Pods when a metric needs them
 
 
 class NotReady(Exception):
@@ -187,7 +189,28 @@ class Autoscaler:
         for metric, reading in zip(spec.metrics, readings, strict=True):
             if reading.error is not None:
                 operator_metrics.record_source_error(self.namespace, self.name, metric.type)
-        return Observation(target, scale, readings)
+        return Observation(target, scale, readings, await self.pods(spec, target, scale, readings))
+
+    async def pods(
+        self, spec: ScaledAppSpec, target: ScaleTarget, scale: ScaleState, readings: list[MetricReading]
+    ) -> policy.Pods:
+        """``status.replicas``, and the Pods Running and Ready when a ``Value`` total needs them
+        (:func:`policy.needs_ready_pods`): the owned Deployment's ``status.readyReplicas`` from the
+        watch, else one Pod list by the ``/scale`` selector. Never a watch of Pods."""
+        if not policy.needs_ready_pods(spec, scale.replicas, readings):
+            return policy.Pods(replicas=scale.status_replicas)
+        if scale.ready_replicas is not None:
+            count = PodCount(listed=scale.status_replicas, ready=scale.ready_replicas)
+        elif not scale.selector:
+            return policy.Pods(scale.status_replicas, error=f"{target} reports no Pod selector")
+        else:
+            try:
+                count = await self.call(self.api.count_ready_pods, self.namespace, scale.selector)
+            except ApiError as e:
+                return policy.Pods(scale.status_replicas, error=f"listing its Pods failed: {e}")
+        if count.listed == 0:  # the HPA's "no pods returned by selector while calculating replica count"
+            return policy.Pods(scale.status_replicas, error=f"{target} has no Pods")
+        return policy.Pods(replicas=scale.status_replicas, ready=count.ready)
 
     async def workload(
         self, spec: ScaledAppSpec, manifest: dict[str, Any] | None
@@ -229,7 +252,7 @@ class Autoscaler:
     def decide(self, spec: ScaledAppSpec, seen: Observation, now: datetime.datetime) -> Decision:
         created = parse_time(self.body.meta.get("creationTimestamp"))
         decision = policy.decide(
-            spec, seen.scale.replicas, seen.readings, self.history, now=now, created=created
+            spec, seen.scale.replicas, seen.readings, self.history, now=now, created=created, pods=seen.pods
         )
         operator_metrics.record_decision(
             self.namespace, self.name, seen.scale.replicas, decision.desired, spec.mode

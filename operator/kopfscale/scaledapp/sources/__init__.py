@@ -30,6 +30,8 @@ from kopfscale.scaledapp.sources.base import (
     DEFAULT_TIMEOUT,
     Meaning,
     MetricReading,
+    PodGroup,
+    PodSample,
     Scaler,
     SourceContext,
     SourceError,
@@ -43,6 +45,8 @@ __all__ = [
     "REGISTRY",
     "Meaning",
     "MetricReading",
+    "PodGroup",
+    "PodSample",
     "Scaler",
     "SourceContext",
     "SourceError",
@@ -111,9 +115,12 @@ async def read(name: str, source: SourceSpec, ctx: SourceContext) -> MetricReadi
     try:
         async with asyncio.timeout(source.timeout):
             value = await shared.FLIGHTS.read(source.scaler, source.config, source.timeout, ctx)
+        pods = value if isinstance(value, PodSample) else None
+        if pods is not None:
+            value = pods.value
         if not isinstance(value, float | int) or not math.isfinite(value):
             raise SourceError(f"read a non-finite value {value!r}")
-        return MetricReading(name=name, value=float(value))
+        return MetricReading(name=name, value=float(value), pods=pods)
     except SourceError as e:
         return MetricReading(name=name, error=f"{label}: {e}")
     except TimeoutError:

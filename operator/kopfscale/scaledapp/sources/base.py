@@ -18,7 +18,7 @@ import math
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 if TYPE_CHECKING:
@@ -28,12 +28,62 @@ DEFAULT_TIMEOUT = 3.0  # seconds, per source read, unless the source's ``timeout
 
 
 @dataclass(frozen=True)
+class PodGroup:
+    """Pods of one kind in a per-Pod metric: each one's usage and request in milli-units
+    (``MilliValue``, as the HPA sums them; a request is 0 when the target does not need it)."""
+
+    usages: tuple[int, ...] = ()
+    requests: tuple[int, ...] = ()
+
+    @property
+    def count(self) -> int:
+        return len(self.requests)
+
+
+@dataclass(frozen=True)
+class PodSample:
+    """A ``resource`` reading's Pods, grouped as the HPA's replica calculator groups them
+    (``groupPods`` in replica_calculator.go), for the policy to count them as the HPA does:
+
+    - ``ready``: Pods with metrics that count (for cpu, also past their start-up, see resource.py);
+    - ``unready``: set aside: Pending, or (cpu) not yet ready or still starting;
+    - ``missing``: set aside: Pods without metrics;
+    - ``ignored``: never counted: being deleted, or Failed.
+
+    ``value`` is what the HPA reports over the ready Pods: whole percent of their requests
+    (truncated) for ``Utilization``, else their mean usage in base units (milli-units truncated).
+    """
+
+    utilization: bool
+    ready: PodGroup
+    unready: PodGroup = PodGroup()
+    missing: PodGroup = PodGroup()
+    ignored: int = 0
+
+    @property
+    def value(self) -> float:
+        return usage_value(
+            self.utilization, sum(self.ready.usages), sum(self.ready.requests), self.ready.count
+        )
+
+
+def usage_value(utilization: bool, usage: int, requests: int, count: int) -> float:
+    """The HPA's numbers (metrics/utilization.go): ``int(100 * usage / requests)`` percent, or the
+    mean usage ``usage // count`` milli-units, in base units."""
+    if utilization:
+        return float(usage * 100 // requests)
+    return (usage // count) / 1000
+
+
+@dataclass(frozen=True)
 class MetricReading:
-    """The outcome of reading one metric: either ``value`` or ``error`` is set."""
+    """The outcome of reading one metric: either ``value`` or ``error`` is set; ``pods`` for a
+    per-Pod metric whose Pods were seen (:class:`PodSample`)."""
 
     name: str
     value: float | None = None
     error: str | None = None
+    pods: PodSample | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -120,8 +170,9 @@ class Scaler(abc.ABC, Generic[ConfigT]):
         """A short name for humans, from the raw block (it also prefixes the block's parse errors)."""
 
     @abc.abstractmethod
-    async def read(self, config: ConfigT, ctx: SourceContext) -> float:
-        """One finite number, or :class:`SourceError` with a reason fit for status."""
+    async def read(self, config: ConfigT, ctx: SourceContext) -> float | PodSample:
+        """One finite number (or, for a per-Pod metric, its Pods: :class:`PodSample`), or
+        :class:`SourceError` with a reason fit for status."""
 
     # --- identical reads once (``shared``): a source whose reads are requests opts in ----------
 

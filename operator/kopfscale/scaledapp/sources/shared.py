@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kopfscale.scaledapp.sources.base import Askers, Scaler, SourceContext, SourceError, Tenant
+from kopfscale.scaledapp.sources.base import Askers, PodSample, Scaler, SourceContext, SourceError, Tenant
 
 #: The longest a finished read is given to others (seconds from its start).
 MAX_AGE = 1.0
@@ -91,12 +91,15 @@ class Flights:
         )
         return hmac.digest(self._secret, material.encode(), "sha256")
 
-    async def read(self, scaler: Scaler[Any], config: Any, time_limit: float, ctx: SourceContext) -> float:
+    async def read(
+        self, scaler: Scaler[Any], config: Any, time_limit: float, ctx: SourceContext
+    ) -> float | PodSample:
         """The scaler's number for this ScaledApp (a read lasts at most ``time_limit`` s, the
-        metric's timeout): shared when the scaler resolves its reads."""
+        metric's timeout): shared when the scaler resolves its reads (a ``resource`` reading, with
+        its Pods, is this ScaledApp's own and never shared)."""
         resolved = await scaler.resolve(config, ctx)
         if resolved is None:
-            return float(await scaler.read(config, ctx))
+            return await scaler.read(config, ctx)
         key = self.key(scaler.type, time_limit, resolved)
         tenant = Tenant(ctx.namespace, ctx.scaledapp)
         age = max_age(ctx.polling_interval)
