@@ -114,6 +114,7 @@ class Autoscaler:
             m["name"]: m["error"] for m in previous.get("metrics") or [] if m.get("error")
         }
         self.observed_desired: int | None = None
+        self.beside: conflicts.Autoscaler | None = None  # in mode Observe: who scales the target
         self.flapping = flapping.Tracker()
         self.failed_rounds = 0
         # The parsed spec and the Deployment it asks for, per generation: both are pure
@@ -237,13 +238,18 @@ class Autoscaler:
             ) from None
 
     def check_alone(self, target: ScaleTarget) -> None:
-        """``Conflict`` when another autoscaler drives the target (see :mod:`conflicts`)."""
+        """``Conflict`` when another autoscaler drives the target (see :mod:`conflicts`); in mode
+        Observe, remember who drives it, to say so beside what this one would do."""
+        self.beside = None
         if self.rivals is None:
             return
         key = (target.namespace, target.group, target.kind, target.name)
-        other = conflicts.winner(conflicts.entry("ScaledApp", self.body), self.rivals(key))
+        me, others = conflicts.entry("ScaledApp", self.body), self.rivals(key)
+        other = conflicts.winner(me, others)
         if other is not None:
             raise NotReady("Conflict", conflicts.message(str(target), other))
+        if me.observing:
+            self.beside = conflicts.driver(me, others)
 
     def indexed_deployment(self) -> dict[str, Any] | None:
         return indexes.lookup(self.deployments, (self.namespace, self.name))
@@ -297,8 +303,13 @@ class Autoscaler:
         self.observed_desired = d.desired if d.desired != replicas else None
         self.report_errors(d)
         mode = "observing (mode: Observe, never scaling)" if spec.mode == "Observe" else "scaling"
+        beside = f", beside the {self.beside.describe()} that scales it" if self.beside else ""
         ready = st.ready_condition(
-            True, "TargetScalable", f"{mode} {seen.target} every {spec.polling_interval}s", generation, now
+            True,
+            "TargetScalable",
+            f"{mode} {seen.target} every {spec.polling_interval}s{beside}",
+            generation,
+            now,
         )
         if seen.scale.problem is not None:  # scaled, but its Pods cannot run: say why, in its words
             reason, detail = seen.scale.problem
