@@ -50,7 +50,7 @@ class Api(Protocol):
     def count_ready_pods(self, namespace: str, selector: str) -> PodCount: ...
     def ensure_deployment(self, manifest: Mapping[str, Any], owner_uid: str) -> tuple[str, ScaleState]: ...
     def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None: ...
-    def retire_deployment(self, namespace: str, name: str, owner_uid: str, *, keep: bool) -> str | None: ...
+    def retire_deployment(self, namespace: str, name: str, owner_uid: str, keep: bool) -> str | None: ...
     def post_event(self, body: kopf.Body, type_: str, reason: str, message: str) -> None: ...
 
 
@@ -220,6 +220,7 @@ class Autoscaler:
         scaled (``DeploymentConflict``); an owned one deleted by someone is recreated."""
         try:
             if manifest is None:
+                await self.retire_template_deployment(spec)
                 target = await self.call(self.api.find_target, spec, self.name, self.namespace)
                 return target, await self.call(self.api.read_scale, target)
             target = ScaleTarget("apps", "v1", "deployments", "Deployment", self.name, self.namespace)
@@ -236,6 +237,28 @@ class Autoscaler:
             raise NotReady(
                 e.condition_reason(), f"reading the workload failed: {e}", transient=e.transient
             ) from None
+
+    async def retire_template_deployment(self, spec: ScaledAppSpec) -> None:
+        """A switch from ``template`` to ``scaleTargetRef`` leaves no owned, unscaled Deployment
+        behind: the one the template ran is deleted, or released when the reference names it. The
+        watch of owned Deployments says whether there is one; a round asks the API server only then."""
+        indexed = self.indexed_deployment()
+        uid = str(self.body.meta["uid"])
+        if indexed is None or uid not in (indexed.get("owners") or []):
+            return
+        ref = spec.scale_target_ref
+        keep = ref is not None and ref.group == "apps" and ref.kind == "Deployment" and ref.name == self.name
+        try:
+            done = await self.call(self.api.retire_deployment, self.namespace, self.name, uid, keep)
+        except ApiError as e:
+            self.logger.warning(f"could not retire the Deployment the template ran: {e}")
+            return
+        if done is not None:
+            message = f"Deployment/{self.name} {done}: spec.template was replaced by spec.scaleTargetRef" + (
+                " (which names it; it is yours now)" if done == "released" else ""
+            )
+            self.api.post_event(self.body, "Normal", f"Deployment{done.capitalize()}", message)
+            self.logger.info(message)
 
     def check_alone(self, target: ScaleTarget) -> None:
         """``Conflict`` when another autoscaler drives the target (see :mod:`conflicts`); in mode
