@@ -99,10 +99,14 @@ Argument: (list $ctx $clusterwide).
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
-# kopf: watches Greeters and ScaledApps and keeps its progress annotations and finalizer on them
-# (list/watch/patch); the Greeter handlers re-read a Greeter when its children drift (get).
+# kopf watches Greeters and ScaledApps (list/watch); a replica taking over re-lists its ScaledApps.
+# No bookkeeping annotations: the controllers have only watch-event handlers.
 - apiGroups: [kopfscale.dev]
-  resources: [greeters, scaledapps]
+  resources: [greeters]
+  verbs: [get, list, watch]
+# ScaledApps also: kopf removes the finalizer earlier releases put on every ScaledApp (patch).
+- apiGroups: [kopfscale.dev]
+  resources: [scaledapps]
   verbs: [get, list, watch, patch]
 # The handlers report conditions and decisions in status.
 - apiGroups: [kopfscale.dev]
