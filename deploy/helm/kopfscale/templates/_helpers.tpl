@@ -150,7 +150,8 @@ Argument: (list $ctx $clusterwide).
   resources: [secrets]
   verbs: [get]
 {{- end }}
-# ScaledApp's cpu/memory metrics: the Pods' requests (listed by the target's selector) ...
+# ScaledApp's cpu/memory metrics: the Pods' requests and readiness (listed by the target's selector),
+# and the ready Pods a Value total counts on a scaleTargetRef workload (as the HPA does) ...
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]
