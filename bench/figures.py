@@ -16,6 +16,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
+#: POSTs that store nothing: an API server's delegated authentication and authorization checks
+#: (KEDA's metrics server makes one per HPA query). Counted as requests, not as writes.
+REVIEWS = ("tokenreviews", "subjectaccessreviews", "selfsubjectaccessreviews", "localsubjectaccessreviews")
+
+
+def is_write(key: str) -> bool:
+    """Whether a ``"VERB resource"`` counter is a write (a review is not)."""
+    verb, _, resource = key.partition(" ")
+    return verb in WRITE_VERBS and resource not in REVIEWS
+
 
 # --- Prometheus histograms (the operator's /metrics) -------------------------------------------------
 _SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)")
@@ -121,7 +131,7 @@ def writes_per_object(by_key: Mapping[str, int], objects: int) -> dict[str, floa
     first, plus ``"total"``; empty for no objects."""
     if objects <= 0:
         return {}
-    writes = {k: n / objects for k, n in by_key.items() if k.split(" ", 1)[0] in WRITE_VERBS and n > 0}
+    writes = {k: n / objects for k, n in by_key.items() if is_write(k) and n > 0}
     ordered = dict(sorted(writes.items(), key=lambda kv: -kv[1]))
     ordered["total"] = sum(writes.values())
     return ordered
