@@ -199,8 +199,9 @@ def _describe(value: Any) -> Any:
     return repr(value)
 
 
-#: Per-process or per-host values: they differ between any two processes and say nothing of cost.
-IGNORED_SETTINGS = frozenset({"execution.executor", "posting.reporting_instance"})
+#: Per-process or per-host values (they differ between any two processes and say nothing of cost),
+#: and kopf's deprecated no-op batching window (setting it only warns).
+IGNORED_SETTINGS = frozenset({"execution.executor", "posting.reporting_instance", "queueing.batch_window"})
 
 
 def settings_fingerprint(settings: Any) -> dict[str, Any]:
@@ -213,6 +214,29 @@ def settings_fingerprint(settings: Any) -> dict[str, Any]:
             key = f"{section.name}.{name.lstrip('_')}"
             if key not in IGNORED_SETTINGS:
                 out[key] = _describe(getattr(part, name))
+    return out
+
+
+#: Sections the floor must not take from kopfscale's configure: set by kopf's command line
+#: (--standalone, peering) or by kopfscale's wiring, not by ``configure``.
+NOT_COPIED_SECTIONS = ("peering", "admission", "scanning")
+
+
+def plain_settings(settings: Any) -> dict[str, Any]:
+    """``"section.field"`` -> value for every kopf setting that is a plain value (numbers, strings,
+    flags, tuples or lists of them): what the floor copies from kopfscale's settings at run time."""
+    out: dict[str, Any] = {}
+    for section in dataclasses.fields(settings):
+        if section.name in NOT_COPIED_SECTIONS:
+            continue
+        part = getattr(settings, section.name)
+        for f in dataclasses.fields(part) if dataclasses.is_dataclass(part) else []:
+            key = f"{section.name}.{f.name.lstrip('_')}"
+            value = getattr(part, f.name)
+            atom = isinstance(value, str | int | float | bool) or value is None
+            atoms = isinstance(value, tuple | list) and all(isinstance(v, int | float | str) for v in value)
+            if key not in IGNORED_SETTINGS and (atom or atoms):
+                out[key] = list(value) if atoms else value
     return out
 
 

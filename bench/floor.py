@@ -78,8 +78,9 @@ _state: dict[str, Any] = {}  # the minimal mode's settings and operator config, 
 
 
 def configure(settings: kopf.OperatorSettings, mirror: dict[str, Any]) -> None:
-    """kopfscale's kopf settings (operator/kopfscale/app.py ``configure``), copied; the label
-    selectors and the worker count come from the mirror, so they follow kopfscale's."""
+    """kopfscale's kopf settings (operator/kopfscale/app.py ``configure``): its storages copied here,
+    and every plain value (timeouts, backoffs, posting, workers) and the label selectors taken from
+    the mirror, so they follow kopfscale's without an edit here."""
     import logging
     import socket
 
@@ -96,11 +97,16 @@ def configure(settings: kopf.OperatorSettings, mirror: dict[str, Any]) -> None:
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
     settings.networking.connect_timeout = 10
+    settings.networking.error_backoffs = [1, 1, 2, 2, 3, 3, *[5] * 22]
     for group, version, plural, selector in mirror["label_selectors"]:
         settings.watching.label_selectors[group, version, plural] = selector
     if mirror.get("max_workers"):
         settings.execution.max_workers = int(mirror["max_workers"])
-    settings.networking.error_backoffs = [1, 1, 2, 2, 3, 3, *[5] * 22]
+    for key, value in (mirror.get("settings") or {}).items():  # every plain value, as kopfscale has it
+        section, name = key.split(".", 1)
+        part = getattr(settings, section, None)
+        if part is not None and hasattr(part, name) and name != "max_workers":
+            setattr(part, name, value)
 
 
 def labels_filter(encoded: dict[str, Any]) -> dict[str, Any]:

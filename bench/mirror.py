@@ -78,6 +78,7 @@ def kopfscale_mirror() -> dict[str, Any]:
         "index_names": [h.id for h in handlers["_indexing"]],
         "label_selectors": selectors,
         "max_workers": settings.execution.max_workers,
+        "settings": figures.plain_settings(settings),
         "daemons": [h.id for h in handlers["_spawning"]],
     }
 

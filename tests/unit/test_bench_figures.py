@@ -137,3 +137,13 @@ def test_census_per_object_divides_the_growth() -> None:
     rows = census.per_object(before, after, 2)
     assert rows[0] == ("dict", 10.0, 1000.0)
     assert ("Memo", 1.0, 100.0) in rows
+
+
+def test_the_floor_takes_kopfscale_plain_settings_from_the_mirror() -> None:
+    """A timeout or worker count kopfscale changes reaches the floor without an edit of bench/floor.py."""
+    m = {**floor.DEFAULT_MIRROR, "settings": {"watching.server_timeout": 99, "queueing.error_delays": [1, 2]}}
+    settings = kopf.OperatorSettings()
+    floor.configure(settings, m)
+    assert settings.watching.server_timeout == 99
+    assert list(settings.queueing.error_delays) == [1, 2]
+    assert "peering.standalone" not in figures.plain_settings(settings)  # the command line's, not configure's
