@@ -326,6 +326,10 @@ class Bench:
             self._restart_with(name, kubeconfig)
         if await self._keda_available(90):
             print(f"bench: KEDA's requests go through proxies of their own ({self.peer_proxy_ports})")
+            self.notes.append(
+                "KEDA's operator and metrics server reach the API server through counting proxies of "
+                "their own, as the proxies' admin identity (not keda-operator's RBAC: not what is measured)."
+            )
             return
         for name, (argv, env) in originals.items():
             await asyncio.to_thread(self.cluster.stop_component, name)

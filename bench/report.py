@@ -447,11 +447,14 @@ def reaction_section(r: dict[str, Any], targets: Targets) -> list[str]:
         "",
         f"The same Deployments (the ScaledApps' own), one shared metric stepping 10→20→10 (1→2→1 replicas), "
         f"polling {interval} s everywhere (ScaledApp pollingInterval, the reference loop's interval, KEDA's "
-        "pollingInterval; the HPA controller syncs every 5 s on this control plane). Per step: p50/p95/max "
+        "pollingInterval; the HPA controller syncs every 5 s on this control plane). Each step comes after a "
+        "random 0..P s wait, the same sequence for every subject, so none is measured in phase with its own "
+        "rounds. Per step: p50/p95/max "
         "over the workloads; median (min-max) over the steps. *Steady*: a window with the metric constant "
         "before the steps: requests and writes per minute of the subject (KEDA: operator + metrics "
         "server), CPU % of a core and RSS of each process involved. kube-controller-manager hosts the HPA "
-        "controller: its CPU and requests beside KEDA's minus beside kopfscale's are the HPA's share.",
+        "controller (with its default 5 workers, `--concurrent-horizontal-pod-autoscaler-syncs`): its CPU "
+        "and requests beside KEDA's minus beside kopfscale's are the HPA's share.",
         "",
         f"| N | who | steps | p50 (s) | p95 (s) | max (s) | within {interval + 1} s "
         "| requests/min | writes/min "

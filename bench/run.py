@@ -378,6 +378,10 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     if args.report_only:
         results = json.loads((out / "results.json").read_text())
+        if "floor" not in results:  # written before the floors and peers were measured beside kopfscale
+            parser.error(
+                f"{out / 'results.json'} is from an earlier bench without floors; run the bench again"
+            )
     else:
         cfg = config(args.quick)
         cfg.baseline = not args.no_baseline
