@@ -251,6 +251,7 @@ def roots() -> list[dict[str, Any]]:
             size, count = deep_size(objs, stops, fences)
             out.append({"root": f"kopf {name} (x{len(objs)})", "bytes": size, "objects": count})
     registry = getattr(sys.modules.get("prometheus_client"), "REGISTRY", None)
+    reported = {id(registry)}  # a module global that is an object already reported is not repeated
     if registry is not None:
         size, count = deep_size([registry], stops, fences)
         out.append({"root": "prometheus_client.REGISTRY", "bytes": size, "objects": count})
@@ -260,6 +261,9 @@ def roots() -> list[dict[str, Any]]:
         for attr, value in vars(module).items():
             if isinstance(value, stops) or attr.startswith("__") or isinstance(value, str | int | float):
                 continue
+            if id(value) in reported:
+                continue
+            reported.add(id(value))
             size, count = deep_size([value], stops, fences)
             if size >= 16 * 1024:
                 out.append({"root": f"{module_name}.{attr}", "bytes": size, "objects": count})
