@@ -46,12 +46,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 from aiohttp import web
 from kopf._core.intents.handlers import DaemonHandler  # no public name; needed to skip daemons
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 _SERVER_MEMO_KEY = "kopfscale_metrics_runner"
 _MARK = "__kopfscale_instrumented__"
@@ -69,16 +71,6 @@ RECONCILE_SECONDS = Histogram(
     ["resource", "handler"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
-SCALING_DECISIONS = Counter(
-    "kopfscale_scaling_decisions",
-    "Autoscaling decisions of ScaledApps: up, down or none (mode Observe decides but never scales).",
-    ["namespace", "scaledapp", "direction", "mode"],
-)
-SOURCE_ERRORS = Counter(
-    "kopfscale_metric_source_errors",
-    "Failed reads of a ScaledApp metric source (prometheus, http, cron, resource).",
-    ["namespace", "scaledapp", "source"],
-)
 METRIC_QUERIES = Counter(
     "kopfscale_metric_queries",
     "Metric reads (prometheus, http) that made a request; one per read shared by several ScaledApps.",
@@ -90,26 +82,7 @@ METRIC_QUERIES_SAVED = Counter(
     "same credentials) in flight or finished within the freshness window.",
     ["type"],
 )
-
-
-_APP = ["namespace", "scaledapp"]
-REPLICAS = Gauge("kopfscale_scaledapp_replicas", "Replicas the scaled workload has.", _APP)
-DESIRED = Gauge("kopfscale_scaledapp_desired_replicas", "Replicas the last decision asked for.", _APP)
-MIN_REPLICAS = Gauge("kopfscale_scaledapp_min_replicas", "spec.minReplicas of the ScaledApp.", _APP)
-MAX_REPLICAS = Gauge("kopfscale_scaledapp_max_replicas", "spec.maxReplicas of the ScaledApp.", _APP)
-METRIC_VALUE = Gauge(
-    "kopfscale_scaledapp_metric_value", "The last value read of a ScaledApp metric.", [*_APP, "metric"]
-)
-METRIC_TARGET = Gauge(
-    "kopfscale_scaledapp_metric_target",
-    "The target of a ScaledApp metric (per replica for AverageValue, percent for Utilization).",
-    [*_APP, "metric"],
-)
-CONDITION = Gauge(
-    "kopfscale_scaledapp_condition",
-    "Status conditions of a ScaledApp: 1 for the current status (True, False, Unknown), else 0.",
-    [*_APP, "condition", "status"],
-)
+_APP = ("namespace", "scaledapp")
 LATENESS = Histogram(
     "kopfscale_autoscaler_loop_lateness_seconds",
     "How late an autoscaling round started: actual start minus due time (pollingInterval after the last).",
@@ -117,14 +90,111 @@ LATENESS = Histogram(
 )
 STATUSES = ("True", "False", "Unknown")
 
-#: The label values each ScaledApp has set, so that :func:`forget` removes exactly those.
-_series: dict[tuple[str, str], dict[str, set[tuple[str, ...]]]] = {}
-_series_lock = threading.Lock()
+
+# --- per ScaledApp: one small record each, turned into series when Prometheus scrapes ------------------
+#
+# prometheus-client keeps a child object (value, lock, labels) per series; at ~25 series per
+# ScaledApp (15 of them conditions) that was ~17 KiB per ScaledApp, more than everything else the
+# operator keeps for it. These series are only ever *set* from a round's outcome, so a record of
+# the last outcome per ScaledApp is kept instead and the collector below writes the series out at
+# scrape time (the same names, labels and values as before).
+@dataclass
+class _AppSeries:
+    replicas: float | None = None
+    desired: float | None = None
+    min_replicas: float | None = None
+    max_replicas: float | None = None
+    metrics: tuple[tuple[str, float | None, float | None], ...] = ()  # name, value, target
+    conditions: dict[str, str] = field(default_factory=dict)  # type -> status
+    decisions: dict[tuple[str, str], int] = field(default_factory=dict)  # (direction, mode) -> count
+    source_errors: dict[str, int] = field(default_factory=dict)  # source type -> count
 
 
-def _track(key: tuple[str, str], family: str, labels: tuple[str, ...]) -> None:
-    with _series_lock:
-        _series.setdefault(key, {}).setdefault(family, set()).add(labels)
+_apps: dict[tuple[str, str], _AppSeries] = {}
+_apps_lock = threading.Lock()
+
+
+def _app(namespace: str, scaledapp: str) -> _AppSeries:
+    key = (namespace, scaledapp)
+    found = _apps.get(key)
+    if found is None:
+        found = _apps[key] = _AppSeries()
+    return found
+
+
+class _ScaledAppCollector:
+    """Writes out every ScaledApp's series from its record, at scrape time."""
+
+    def describe(self) -> list[Any]:
+        return []  # not known in advance: the registry then calls collect() when asked
+
+    def collect(self) -> Iterable[Any]:
+        with _apps_lock:
+            apps = [(key, dataclasses.replace(a, conditions=dict(a.conditions), decisions=dict(a.decisions),
+                                              source_errors=dict(a.source_errors)))
+                    for key, a in _apps.items()]  # fmt: skip
+        gauges = {
+            "replicas": GaugeMetricFamily(
+                "kopfscale_scaledapp_replicas", "Replicas the scaled workload has.", labels=_APP
+            ),
+            "desired": GaugeMetricFamily(
+                "kopfscale_scaledapp_desired_replicas", "Replicas the last decision asked for.", labels=_APP
+            ),
+            "min_replicas": GaugeMetricFamily(
+                "kopfscale_scaledapp_min_replicas", "spec.minReplicas of the ScaledApp.", labels=_APP
+            ),
+            "max_replicas": GaugeMetricFamily(
+                "kopfscale_scaledapp_max_replicas", "spec.maxReplicas of the ScaledApp.", labels=_APP
+            ),
+        }
+        value = GaugeMetricFamily(
+            "kopfscale_scaledapp_metric_value",
+            "The last value read of a ScaledApp metric.",
+            labels=[*_APP, "metric"],
+        )
+        target = GaugeMetricFamily(
+            "kopfscale_scaledapp_metric_target",
+            "The target of a ScaledApp metric (per replica for AverageValue, percent for Utilization).",
+            labels=[*_APP, "metric"],
+        )
+        condition = GaugeMetricFamily(
+            "kopfscale_scaledapp_condition",
+            "Status conditions of a ScaledApp: 1 for the current status (True, False, Unknown), else 0.",
+            labels=[*_APP, "condition", "status"],
+        )
+        decisions = CounterMetricFamily(
+            "kopfscale_scaling_decisions",
+            "Autoscaling decisions of ScaledApps: up, down or none (mode Observe decides but never scales).",
+            labels=[*_APP, "direction", "mode"],
+        )
+        errors = CounterMetricFamily(
+            "kopfscale_metric_source_errors",
+            "Failed reads of a ScaledApp metric source (prometheus, http, cron, resource).",
+            labels=[*_APP, "source"],
+        )
+        for (namespace, name), a in apps:
+            app = [namespace, name]
+            for attr, family in gauges.items():
+                number = getattr(a, attr)
+                if number is not None:
+                    family.add_metric(app, number)
+            for metric, read, wanted in a.metrics:
+                if read is not None:
+                    value.add_metric([*app, metric], read)
+                if wanted is not None:
+                    target.add_metric([*app, metric], wanted)
+            for kind, status in a.conditions.items():
+                for candidate in STATUSES:
+                    condition.add_metric([*app, kind, candidate], 1.0 if candidate == status else 0.0)
+            for (direction, mode), count in a.decisions.items():
+                decisions.add_metric([*app, direction, mode], count)
+            for source, count in a.source_errors.items():
+                errors.add_metric([*app, source], count)
+        yield from gauges.values()
+        yield from (value, target, condition, decisions, errors)
+
+
+REGISTRY.register(_ScaledAppCollector())  # type: ignore[arg-type]
 
 
 def _number(value: Any) -> float | None:
@@ -142,45 +212,28 @@ def record_round(
     replicas: int,
     conditions: Iterable[Mapping[str, Any]] = (),
 ) -> None:
-    """Set the per-ScaledApp gauges from one finished round (``spec``: a ``ScaledAppSpec``,
+    """Set the per-ScaledApp series from one finished round (``spec``: a ``ScaledAppSpec``,
     ``decision``: a ``policy.Decision``; typed loosely so this module imports no scaledapp code)."""
-    key = (namespace, scaledapp)
-    REPLICAS.labels(namespace, scaledapp).set(replicas)
-    DESIRED.labels(namespace, scaledapp).set(decision.desired)
-    MIN_REPLICAS.labels(namespace, scaledapp).set(spec.min_replicas)
-    MAX_REPLICAS.labels(namespace, scaledapp).set(spec.max_replicas)
-    seen: set[tuple[str, ...]] = set()
-    for m in decision.metrics:
-        labels: tuple[str, ...] = (namespace, scaledapp, str(m.name))
-        seen.add(labels)
-        value = _number(m.value) if m.error is None else None
-        if value is None:
-            if _has(METRIC_VALUE, labels):
-                METRIC_VALUE.remove(*labels)
-        else:
-            METRIC_VALUE.labels(*labels).set(value)
-        target = _number(m.target.value) if m.target is not None else None
-        if target is not None:
-            METRIC_TARGET.labels(*labels).set(target)
-        _track(key, "metric", labels)
-    # Metrics removed from the spec: drop their series.
-    with _series_lock:
-        stale = _series.get(key, {}).get("metric", set()) - seen
-        if stale:
-            _series[key]["metric"] -= stale
-    for stale_labels in stale:
-        for family in (METRIC_VALUE, METRIC_TARGET):
-            if _has(family, stale_labels):
-                family.remove(*stale_labels)
-    for condition in conditions:
-        set_condition(namespace, scaledapp, str(condition["type"]), str(condition["status"]))
+    metrics = tuple(
+        (
+            str(m.name),
+            _number(m.value) if m.error is None else None,
+            _number(m.target.value) if m.target is not None else None,
+        )
+        for m in decision.metrics
+    )
+    with _apps_lock:
+        a = _app(namespace, scaledapp)
+        a.replicas, a.desired = replicas, decision.desired
+        a.min_replicas, a.max_replicas = spec.min_replicas, spec.max_replicas
+        a.metrics = metrics  # metrics removed from the spec go with it
+        for c in conditions:
+            a.conditions[str(c["type"])] = str(c["status"])
 
 
 def set_condition(namespace: str, scaledapp: str, condition: str, status: str) -> None:
-    for candidate in STATUSES:
-        labels = (namespace, scaledapp, condition, candidate)
-        CONDITION.labels(*labels).set(1 if candidate == status else 0)
-        _track((namespace, scaledapp), "condition", labels)
+    with _apps_lock:
+        _app(namespace, scaledapp).conditions[condition] = status
 
 
 def record_not_ready(namespace: str, scaledapp: str) -> None:
@@ -194,38 +247,23 @@ def record_lateness(started: float, due: float | None) -> None:
         LATENESS.observe(max(0.0, started - due))
 
 
-def _has(family: Any, labels: tuple[str, ...]) -> bool:
-    return labels in family._metrics  # prometheus_client keeps children in this dict
-
-
 def forget(namespace: str, scaledapp: str) -> None:
     """Drop every series of a deleted ScaledApp, so dashboards and alerts do not see ghosts."""
-    key = (namespace, scaledapp)
-    with _series_lock:
-        tracked = _series.pop(key, {})
-    app = (namespace, scaledapp)
-    for family in (REPLICAS, DESIRED, MIN_REPLICAS, MAX_REPLICAS):
-        if _has(family, app):
-            family.remove(*app)
-    for labels in tracked.get("metric", set()):
-        for family in (METRIC_VALUE, METRIC_TARGET):
-            if _has(family, labels):
-                family.remove(*labels)
-    for labels in tracked.get("condition", set()):
-        if _has(CONDITION, labels):
-            CONDITION.remove(*labels)
-    for counter in (SCALING_DECISIONS, SOURCE_ERRORS):
-        for counted in [ls for ls in list(counter._metrics) if ls[:2] == app]:
-            counter.remove(*counted)
+    with _apps_lock:
+        _apps.pop((namespace, scaledapp), None)
 
 
 def record_decision(namespace: str, scaledapp: str, current: int, desired: int, mode: str) -> None:
     direction = "up" if desired > current else "down" if desired < current else "none"
-    SCALING_DECISIONS.labels(namespace, scaledapp, direction, mode).inc()
+    with _apps_lock:
+        counts = _app(namespace, scaledapp).decisions
+        counts[(direction, mode)] = counts.get((direction, mode), 0) + 1
 
 
 def record_source_error(namespace: str, scaledapp: str, source: str) -> None:
-    SOURCE_ERRORS.labels(namespace, scaledapp, source).inc()
+    with _apps_lock:
+        counts = _app(namespace, scaledapp).source_errors
+        counts[source] = counts.get(source, 0) + 1
 
 
 def record_metric_query(source_type: str, *, saved: bool) -> None:

@@ -56,6 +56,10 @@ def test_a_round_sets_the_gauges_and_delete_forgets_them() -> None:
     assert sample("kopfscale_scaledapp_metric_value", **app, metric="hours") is None
     assert sample("kopfscale_scaledapp_condition", **app, condition="Ready", status="True") == 1
     assert sample("kopfscale_scaledapp_condition", **app, condition="Ready", status="False") == 0
+    assert sample("kopfscale_scaling_decisions_total", **app, direction="up", mode="Auto") == 1
+    metrics.record_source_error("ns-metrics", "web", "http")
+    metrics.record_source_error("ns-metrics", "web", "http")
+    assert sample("kopfscale_metric_source_errors_total", **app, source="http") == 2
 
     # The metric fails: its value goes (no stale number), its target stays.
     failing = Decision(4, (Metric("rps", None, Target("AverageValue", 50), error="timeout"),))
