@@ -73,7 +73,7 @@ def settings(annotations: Mapping[str, Any] | None) -> Settings:
     return Settings(values[ANNOTATION_CHANGES], values[ANNOTATION_WINDOW], "; ".join(problems) or None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # kept per move in the window: no __dict__ each
 class Move:
     time: datetime.datetime
     current: int
@@ -84,7 +84,7 @@ class Move:
         return 1 if self.desired > self.current else -1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # kept per round in the window: no __dict__ each
 class Round:
     time: datetime.datetime
     current: int
