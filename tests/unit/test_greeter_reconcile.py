@@ -291,7 +291,10 @@ def test_handler_events_created_then_drift_then_updated(api: FakeApi, events: Ev
     passes.reconcile_greeter(fresh(api), logger, api=api, config=SETTINGS)
     assert [e[:2] for e in events.posted] == [("Normal", "Created")]  # one event for both children
     assert events.posted[0][2] == "Created Deployment hello and created Service hello"
+    assert "status" not in fresh(api)  # the pass that wrote children leaves the status to the next
+    passes.reconcile_greeter(fresh(api), logger, api=api, config=SETTINGS)
     assert fresh(api)["status"]["observedGeneration"] == 1
+    assert len(events.posted) == 1  # the status pass writes no child, posts no event
 
     events.posted.clear()
     del api.objects[("Service", "ns", "hello")]
@@ -326,7 +329,7 @@ def test_a_failed_pass_is_a_warning_a_condition_and_a_retry_after_the_backoff(
     assert (ready["status"], ready["reason"]) == ("False", "ChildConflict")
     assert api.writes_to("Deployment") == []
     api.objects.pop(("Deployment", "ns", "hello"))  # the user removes the foreign Deployment
-    assert entry.run() == passes.RESYNC
+    assert entry.run() == passes.FOLLOW_UP  # created it: the status follows in the next pass
     assert entry.run() == passes.RESYNC and entry.failures == 0
 
 

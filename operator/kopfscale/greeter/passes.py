@@ -40,6 +40,8 @@ from kopfscale.settings import OperatorSettings
 RESYNC = 300.0
 #: A child being deleted (foreground cascading) is recreated once it is gone: look again soon.
 TERMINATING_RETRY = 1.0
+#: After a pass that wrote children, the next pass (the status) at the latest this many seconds later.
+FOLLOW_UP = 2.0
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -118,8 +120,11 @@ def reconcile_greeter(
     config: OperatorSettings,
     statuses: StatusDigests | None = None,
 ) -> reconcile.Result:
-    """One pass: make the children and status match ``greeter``; report failures, then re-raise.
+    """One pass: make the children match ``greeter``, or, when they already do, the status match the
+    children; report failures, then re-raise.
 
+    A pass that wrote children leaves the status to the next pass (:data:`FOLLOW_UP` at the
+    latest; the children's watch events wake it sooner), which sees them as the watch does.
     Failures become the status's conditions and one Warning event per distinct failure (not one
     per retry); writes become one Normal event.
     """
@@ -146,6 +151,11 @@ def reconcile_greeter(
             kopf.warn(_event_target(greeter), reason=e.reason, message=str(e)[:1000])
         raise
     _announce(greeter, result.actions, drift)
+    if result.actions:
+        # The children just written are what the status reports, and their watch events wake the
+        # next pass at once: that pass writes the status. Under a burst it runs after the backlog,
+        # often when the Pods are ready already: one status write instead of two.
+        return result
     written = reconcile.sync_status(
         api,
         greeter,
@@ -193,14 +203,16 @@ class GreeterPass:
         if greeter["metadata"].get("deletionTimestamp"):
             return RESYNC  # garbage collection takes the children; nothing to restore
         try:
-            reconcile_greeter(greeter, self.logger, api=api, config=self.config, statuses=self.statuses)
+            result = reconcile_greeter(
+                greeter, self.logger, api=api, config=self.config, statuses=self.statuses
+            )
         except reconcile.ChildTerminating:
             return TERMINATING_RETRY
         except reconcile.ReconcileError as e:
             self.transient = e.transient
             return self.backoff()
         self.failures, self.transient = 0, False
-        return RESYNC
+        return FOLLOW_UP if result.actions else RESYNC
 
 
 class Passes:
