@@ -1,0 +1,316 @@
+"""Why the two sides decided differently: each divergence gets exactly one class. Pure.
+
+A divergence is a peer decision whose paired kopfscale decision (same inputs, see
+:mod:`bench.shadow.model`) has another desired count. The rules below are tried in order; the
+first that explains it wins, and what no rule explains is a **kopfscale bug**:
+
+- **timing only**: the same inputs give the same decision, at another moment. The two loops poll
+  at different phases, so one side's stabilization window ends, or its rate-limit period turns
+  over, a round before the other's; and in mode Observe kopfscale makes no scale events, so its
+  rate limits never count the ones the peer made. Each rule recomputes the peer's decision from
+  the other side's numbers (the HPA's formulas, from kube-controller-manager's
+  ``pkg/controller/podautoscaler``) rather than assuming it.
+- **documented improvement**: kopfscale differs on purpose, and the row of docs/scaledapp.md's
+  "Compared with the HPA and KEDA" table that says so, with the reason it is better for users,
+  is named (:data:`ROWS`; a unit test checks that every named row exists).
+- **kopfscale bug**: anything else. Known ones carry the name of the work that removes them
+  (``known``); they are still bugs, and the shadow test fails on every one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from bench.shadow.model import (
+    SHIFT,
+    FallbackState,
+    KopfDecision,
+    PeerDecision,
+    distance,
+    same_inputs,
+)
+from bench.shadow.scenarios import Behavior, Rules, Scenario
+
+MATCH = "match"
+TIMING = "timing only"
+IMPROVEMENT = "documented improvement"
+BUG = "kopfscale bug"
+CATEGORIES = (TIMING, IMPROVEMENT, BUG)
+
+#: Where the deliberate differences are listed (each improvement rule names a row of its table).
+DOC = "docs/scaledapp.md#compared-with-the-hpa-and-keda"
+#: The rows of that table the improvement rules name (the "Topic" column).
+ROWS = ("Target at 0 with min ≥ 1",)
+
+#: The work that removes the known bugs: issue #13's HPA-fidelity part (branch ``fidelity``).
+FIDELITY = "HPA/KEDA fidelity (#13, branch fidelity)"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    category: str  # MATCH or one of CATEGORIES
+    rule: str  # the rule's name
+    why: str  # one line, with the numbers
+    row: str | None = None  # improvements: the row of the comparison table
+    known: str | None = None  # known bugs: what removes them
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the rules may look at besides the pair: the whole run of this scenario."""
+
+    scenario: Scenario
+    kopf: Sequence[KopfDecision]
+    peer_events: Sequence[tuple[float, int]]  # (t, change) of the peer's scale events
+
+
+Rule = Callable[[PeerDecision, KopfDecision, Context], Verdict | None]
+
+
+# --- the HPA's normalization, for recomputing the peer -------------------------------------------------
+def _changes(events: Sequence[tuple[float, int]], now: float, period: int) -> tuple[int, int]:
+    """(added, removed) by events strictly after ``now - period`` and not after ``now``."""
+    inside = [c for t, c in events if now - period < t <= now]
+    return sum(c for c in inside if c > 0), sum(-c for c in inside if c < 0)
+
+
+def rate_limit(
+    rules: Rules, current: int, events: Sequence[tuple[float, int]], now: float, *, up: bool
+) -> int:
+    """``calculateScaleUpLimitWithScalingRules`` / ``calculateScaleDownLimitWithBehaviors``."""
+    if rules.select == "Disabled":
+        return current
+    limits = []
+    for policy in rules.policies:
+        added, removed = _changes(events, now, policy.period)
+        start = current - added + removed
+        if up:
+            limits.append(
+                start + policy.value if policy.type == "Pods" else math.ceil(start * (1 + policy.value / 100))
+            )
+        else:
+            limits.append(
+                start - policy.value if policy.type == "Pods" else int(start * (1 - policy.value / 100))
+            )
+    biggest = rules.select == "Max"
+    return (max if biggest == up else min)(limits)
+
+
+def normalize(
+    scenario: Scenario, current: int, desired: int, events: Sequence[tuple[float, int]], now: float
+) -> int:
+    """The HPA's rate limits and bounds after its stabilization: ``convertDesiredReplicasWithBehaviorRate``
+    with ``behavior``, ``convertDesiredReplicasWithRules`` without (scale-up at most max(2 x current, 4))."""
+    lo, hi = scenario.min_replicas, scenario.max_replicas
+    behavior: Behavior | None = scenario.behavior
+    if behavior is None:
+        return max(lo, min(desired, hi, max(2 * current, 4)))
+    if desired > current:
+        limit = max(rate_limit(behavior.up, current, events, now, up=True), current)
+        return min(desired, hi, limit)
+    if desired < current:
+        limit = min(rate_limit(behavior.down, current, events, now, up=False), current)
+        return max(desired, lo, limit)
+    return desired
+
+
+# --- timing only --------------------------------------------------------------------------------------
+def same_decision_shifted(p: PeerDecision, k: KopfDecision, ctx: Context) -> Verdict | None:
+    """kopfscale reached the peer's decision on the same inputs within one polling period
+    (+ slack) of the peer: the same decision, a round earlier or later."""
+    for other in ctx.kopf:
+        if other.desired == p.desired and same_inputs(ctx.scenario, p, other):
+            gap = distance(p.time, other)
+            if gap <= SHIFT:
+                when = "earlier" if other.until <= p.time else "later"
+                return Verdict(
+                    TIMING,
+                    "same decision, shifted",
+                    f"kopfscale decided {other.current} -> {other.desired} on the same inputs "
+                    f"{gap:.1f} s {when}",
+                )
+    return None
+
+
+def window_phase(p: PeerDecision, k: KopfDecision, ctx: Context) -> Verdict | None:
+    """kopfscale's scale-down window still held a higher count and lets go within one polling
+    period (+ slack) of the peer's decision: both windows are as long, they started on each side's
+    first round with the lower value."""
+    if "Stabilization" not in k.constraints or k.window_release is None:
+        return None
+    unheld = normalize(ctx.scenario, p.current, k.recommendation, ctx.peer_events, p.time)
+    gap = k.window_release - p.time
+    if unheld == p.desired and abs(gap) <= SHIFT:
+        return Verdict(
+            TIMING,
+            "stabilization window phase",
+            f"kopfscale's {ctx.scenario.down_window} s window held {k.stabilized} and lets go "
+            f"{abs(gap):.1f} s {'after' if gap > 0 else 'before'} the peer's; without it: {unheld}",
+        )
+    return None
+
+
+def scale_event_history(p: PeerDecision, k: KopfDecision, ctx: Context) -> Verdict | None:
+    """The rate limits count the scale events of their period: the peer's own (it scaled), and
+    none on kopfscale's side (mode Observe never scales). Recomputed with each side's events, the
+    HPA's limits give both decisions."""
+    if ctx.scenario.behavior is None:  # the legacy path keeps no events
+        return None
+    limited = "Policy" in k.constraints or p.limit in ("ScaleUpLimit", "ScaleDownLimit")
+    if not limited:
+        return None
+    peer = normalize(ctx.scenario, p.current, k.stabilized, ctx.peer_events, p.time)
+    kopf = normalize(ctx.scenario, k.current, k.stabilized, k.scale_events, k.time)
+    if peer == p.desired and kopf == k.desired:
+        recent = [c for t, c in ctx.peer_events if p.time - 15 < t <= p.time]
+        return Verdict(
+            TIMING,
+            "scale events of the period",
+            f"with the peer's scale events {recent} the limit gives {peer}, with kopfscale's none {kopf}",
+        )
+    return None
+
+
+# --- documented improvements --------------------------------------------------------------------------
+def target_at_zero(p: PeerDecision, k: KopfDecision, ctx: Context) -> Verdict | None:
+    """Someone scaled the workload to 0 while minReplicas >= 1: the HPA switches itself off
+    ("maintenance mode", ScalingActive=False ScalingDisabled) and leaves it at 0; kopfscale
+    restores minReplicas, because its floor is a promise."""
+    if p.disabled and p.current == 0 and k.desired == ctx.scenario.min_replicas >= 1:
+        return Verdict(
+            IMPROVEMENT,
+            "target at zero",
+            f"the HPA keeps 0 (ScalingDisabled); kopfscale wants minReplicas {k.desired}",
+            row=ROWS[0],
+        )
+    return None
+
+
+# --- known kopfscale bugs -----------------------------------------------------------------------------
+def legacy_scale_up_limit(p: PeerDecision, k: KopfDecision, ctx: Context) -> Verdict | None:
+    """An HPA created without ``behavior`` limits a scale-up to max(2 x current, 4) per sync
+    (``convertDesiredReplicasWithRules``); kopfscale applies the default policies instead
+    (Percent 100 / Pods 4 per 15 s: max(2 x current, current + 4))."""
+    legacy = max(2 * p.current, 4)
+    if (
+        ctx.scenario.behavior is None
+        and p.limit == "ScaleUpLimit"
+        and p.desired == min(legacy, ctx.scenario.max_replicas)
+        and k.desired > p.desired
+    ):
+        return Verdict(
+            BUG,
+            "legacy scale-up limit",
+            f"the HPA without behavior allows max(2 x {p.current}, 4) = {legacy}; kopfscale {k.desired}",
+            known=FIDELITY,
+        )
+    return None
+
+
+def ready_pods(p: PeerDecision, k: KopfDecision, ctx: Context) -> Verdict | None:
+    """A ``Value`` metric: the HPA multiplies the usage ratio by the **ready** Pods
+    (``getUsageRatioReplicaCount``), kopfscale by ``spec.replicas``."""
+    if ctx.scenario.target_type == "Value" and p.pods is not None and p.pods.ready < p.current:
+        return Verdict(
+            BUG,
+            "ready Pods of a Value metric",
+            f"{p.pods.ready} of {p.current} Pods ready: the HPA multiplies by {p.pods.ready}, "
+            f"kopfscale by {k.current}",
+            known=FIDELITY,
+        )
+    return None
+
+
+def cpu_pods(p: PeerDecision, k: KopfDecision, ctx: Context) -> Verdict | None:
+    """CPU: the HPA sets aside Pods not ready, Pods without metrics and Pods within their first
+    sample after becoming ready, and counts them at 0 % on a scale-up, 100 % on a scale-down
+    (``GetResourceReplicas``); kopfscale averages over the Pods that have metrics."""
+    pods = p.pods
+    if ctx.scenario.metric != "cpu" or pods is None:
+        return None
+    unready, without, fresh = pods.pods - pods.ready, pods.pods - pods.with_metrics, pods.fresh
+    if unready or without or fresh:
+        return Verdict(
+            BUG,
+            "CPU: unready, missing or new Pods",
+            f"{pods.pods} Pods: {unready} unready, {without} without metrics, {fresh} just started",
+            known=FIDELITY,
+        )
+    return None
+
+
+#: Tried in this order; the first that explains a divergence classifies it.
+RULES: tuple[Rule, ...] = (
+    same_decision_shifted,
+    window_phase,
+    scale_event_history,
+    target_at_zero,
+    legacy_scale_up_limit,
+    ready_pods,
+    cpu_pods,
+)
+
+
+def classify(p: PeerDecision, k: KopfDecision, ctx: Context) -> Verdict:
+    if p.desired == k.desired:
+        return Verdict(MATCH, "match", f"{p.current} -> {p.desired} on both sides")
+    for rule in RULES:
+        verdict = rule(p, k, ctx)
+        if verdict is not None:
+            return verdict
+    return Verdict(
+        BUG,
+        "unexplained",
+        f"same inputs, peer {p.current} -> {p.desired}, kopfscale {k.current} -> {k.desired} "
+        f"({k.message or k.reason}); no rule explains it",
+    )
+
+
+def classify_fallback(scenario: Scenario, keda: FallbackState, kopf: FallbackState) -> Verdict:
+    """At the same count of failed reads in a row, do both use fallback.replicas?"""
+    if keda.fallback == kopf.fallback:
+        state = "fallback" if kopf.fallback else "no fallback"
+        return Verdict(MATCH, "match", f"failure {kopf.failures}: {state} on both sides")
+    threshold = scenario.fallback[0] if scenario.fallback else 0
+    if kopf.fallback and kopf.failures == threshold:
+        return Verdict(
+            BUG,
+            "fallback at failureThreshold+1",
+            f"failure {kopf.failures} of failureThreshold {threshold}: KEDA falls back only when the "
+            f"count exceeds it (pkg/fallback: NumberOfFailures > FailureThreshold), kopfscale already did",
+            known=FIDELITY,
+        )
+    return Verdict(
+        BUG,
+        "unexplained",
+        f"failure {kopf.failures}: KEDA {'in' if keda.fallback else 'not in'} fallback, kopfscale "
+        f"{'in' if kopf.fallback else 'not in'}; no rule explains it",
+    )
+
+
+def describe_rules() -> list[tuple[str, str, str]]:
+    """(category, name, what it says) for every rule, for the report."""
+    names: dict[Rule, tuple[str, str]] = {
+        same_decision_shifted: (TIMING, "same decision, shifted"),
+        window_phase: (TIMING, "stabilization window phase"),
+        scale_event_history: (TIMING, "scale events of the period"),
+        target_at_zero: (IMPROVEMENT, "target at zero"),
+        legacy_scale_up_limit: (BUG, "legacy scale-up limit (known)"),
+        ready_pods: (BUG, "ready Pods of a Value metric (known)"),
+        cpu_pods: (BUG, "CPU: unready, missing or new Pods (known)"),
+    }
+    result = []
+    for rule in RULES:
+        category, name = names[rule]
+        result.append((category, name, " ".join((rule.__doc__ or "").split())))
+    result.append(
+        (
+            BUG,
+            "fallback at failureThreshold+1 (known)",
+            "Compared per count of failed reads in a row: KEDA uses fallback.replicas once the count "
+            "exceeds failureThreshold (pkg/fallback/fallback.go), kopfscale once it reaches it.",
+        )
+    )
+    return result
