@@ -78,7 +78,7 @@ class Result:
         def verdict(v: c.Verdict | None) -> dict[str, Any] | None:
             return None if v is None else {k: x for k, x in vars(v).items() if x is not None}
 
-        return finite(
+        document: dict[str, Any] = finite(
             {
                 "scenario": self.scenario.name,
                 "counts": self.counts(),
@@ -103,6 +103,7 @@ class Result:
                 ],
             }
         )
+        return document
 
 
 def finite(x: Any) -> Any:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import yaml
 from bench.common import Api, ApiError
 from bench.shadow.model import FRESH_SECONDS, PodsState, Recording
@@ -353,27 +354,66 @@ class Run:
 
     # -- the recorder --------------------------------------------------------------------------------------
     async def record(self) -> None:
-        """Every POLL seconds: every side's status, the workloads and their Pods, kept on change."""
+        """Every POLL seconds: every side's status, the workloads and their Pods, kept on change;
+        KEDA's ScaledObjects through a watch (below)."""
         last: dict[tuple[str, str], Any] = {}
-        keda = any(s.peer == "keda" for s in self.scenarios)
         cpu = any(s.metric == "cpu" for s in self.scenarios)
-        while not self._stop.is_set():
-            try:
-                await self.look(last, keda=keda, cpu=cpu)
-            except ApiError as e:
-                self.log(f"shadow: recorder: {e}")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=POLL)
+        watcher = None
+        if any(s.peer == "keda" for s in self.scenarios):
+            watcher = asyncio.create_task(self.watch_scaled_objects())
+        try:
+            while not self._stop.is_set():
+                try:
+                    await self.look(last, cpu=cpu)
+                except ApiError as e:
+                    self.log(f"shadow: recorder: {e}")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=POLL)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
 
-    async def look(self, last: dict[tuple[str, str], Any], *, keda: bool, cpu: bool) -> None:
+    async def watch_scaled_objects(self) -> None:
+        """Every status KEDA writes, through a watch: KEDA counts a failed read per read (its polling
+        loop's and each HPA request's), often two within milliseconds, each its own status patch;
+        polling would miss every other count."""
+        by_name = {s.name: self.recordings[s.name] for s in self.scenarios if s.peer == "keda"}
+        collection = self.path("keda.sh", "v1alpha1", "scaledobjects")
+        last: dict[str, Any] = {}
+
+        def seen(obj: Mapping[str, Any]) -> None:
+            rec = by_name.get(obj.get("metadata", {}).get("name", ""))
+            status = obj.get("status")
+            if rec is not None and status is not None and last.get(rec.scenario) != status:
+                last[rec.scenario] = status
+                rec.keda.append((self.clock(), status))
+
+        while True:
+            try:
+                listing = await self.api.get(collection)
+                for item in listing.get("items", []):
+                    seen(item)
+                version = listing["metadata"]["resourceVersion"]
+                url = f"{self.api.server}{collection}?watch=1&resourceVersion={version}&timeoutSeconds=600"
+                async with self.api.session.get(url) as resp:
+                    async for line in resp.content:
+                        event = json.loads(line)
+                        if event.get("type") == "ERROR":
+                            break  # e.g. 410 Gone: list again
+                        seen(event.get("object") or {})
+            except (ApiError, OSError, ValueError, aiohttp.ClientError) as e:
+                self.log(f"shadow: watching ScaledObjects: {e!r}; again")
+                await asyncio.sleep(0.5)
+
+    async def look(self, last: dict[tuple[str, str], Any], *, cpu: bool) -> None:
         requests = {
             "hpa": self.api.get(self.path("autoscaling", "v2", "horizontalpodautoscalers")),
             "scaledapp": self.api.get(self.path("kopfscale.dev", "v1", "scaledapps")),
             "deployment": self.api.get(self.path("apps", "v1", "deployments")),
             "pod": self.api.get(self.path("", "v1", "pods") + "?labelSelector=kopfscale.dev%2Fshadow%3Dtrue"),
         }
-        if keda:
-            requests["keda"] = self.api.get(self.path("keda.sh", "v1alpha1", "scaledobjects"))
         if cpu:
             requests["metrics"] = self.api.get(self.path("metrics.k8s.io", "v1beta1", "pods"))
         answers = dict(
@@ -387,7 +427,7 @@ class Run:
                 return {}
             return {i["metadata"]["name"]: i for i in body.get("items", [])}
 
-        hpas, apps, so, deps = items("hpa"), items("scaledapp"), items("keda"), items("deployment")
+        hpas, apps, deps = items("hpa"), items("scaledapp"), items("deployment")
         pods = list(items("pod").values())
         sampled = set(items("metrics"))
         for s in self.scenarios:
@@ -406,9 +446,6 @@ class Run:
             app_status: dict[str, Any] | None = (apps.get(s.name) or {}).get("status")
             if app_status is not None and changed("scaledapp", app_status):
                 rec.scaledapp.append((now, app_status))
-            so_status: dict[str, Any] | None = (so.get(s.name) or {}).get("status")
-            if so_status is not None and s.peer == "keda" and changed("keda", so_status):
-                rec.keda.append((now, so_status))
             dep = deps.get(s.name)
             if dep is not None:
                 counts = (int(dep["spec"].get("replicas", 0)), int(dep.get("status", {}).get("replicas", 0)))

@@ -345,7 +345,7 @@ def short() -> list[Scenario]:
         _hpa_cpu((Step(15, 40), Step(45, 250), Step(25, 52), Step(20, 20))),
         _keda_average((Step(15, 8), Step(20, 45), Step(15, 52), Step(25, 18), Step(20, None), Step(15, 30))),
         _keda_value(
-            (Step(15, 20), Step(20, 30, unready=1), Step(20, 24), Step(25, 16), Step(20, None), Step(10, 20))
+            (Step(15, 20), Step(20, 30, unready=1), Step(20, 24), Step(25, 16), Step(25, None), Step(10, 20))
         ),
     ]
 
