@@ -3,6 +3,7 @@
     python -m bench.shadow                 # the full trace (about 7 minutes) on a fresh control plane
     python -m bench.shadow --short         # the test's trace (about 2 minutes)
     python -m bench.shadow --kubeconfig .cluster/kubeconfig   # reuse `make cluster-up PEERS=1`
+    python -m bench.shadow --from bench/results/shadow.json   # classify a recorded run again
 
 Writes bench/results/shadow.md, shadow.png and shadow.json (``--out`` elsewhere). Exits 1 when
 a divergence is a kopfscale bug (the report says which and why), 0 otherwise.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +22,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from bench import common
 from bench.shadow import report, scenarios
@@ -59,26 +62,14 @@ def _kubectl(kubeconfig: Path, *args: str) -> None:
         raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr}")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--short", action="store_true", help="the test's short trace")
-    parser.add_argument(
-        "--kubeconfig", type=Path, help="reuse a running control plane with KEDA (make cluster-up PEERS=1)"
-    )
-    parser.add_argument("--out", type=Path, default=common.REPO / "bench/results")
-    args = parser.parse_args()
-    wall = time.monotonic()
-    chosen = scenarios.short() if args.short else scenarios.full()
+def record(chosen: list[scenarios.Scenario], kubeconfig: Path | None) -> dict[str, Recording]:
+    """Run the scenarios on a control plane (a fresh one with KEDA unless ``kubeconfig``) with
+    kopfscale started as ``kopfscale run`` for one namespace; their recordings."""
     cluster: LocalCluster | None = None
-    workdir = Path(tempfile.mkdtemp(prefix="kopfscale-shadow-"))
     operator: subprocess.Popen[bytes] | None = None
     namespace = f"shadow-{uuid.uuid4().hex[:6]}"
     try:
-        if args.kubeconfig:
-            kubeconfig = args.kubeconfig.resolve()
-        else:
+        if kubeconfig is None:
             print("shadow: starting a local control plane with KEDA ...", flush=True)
             cluster = LocalCluster(peers=True).start()
             kubeconfig = cluster.kubeconfig
@@ -87,29 +78,58 @@ def main() -> int:
         _kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", *crds)
         _kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", *crds)
         _kubectl(kubeconfig, "create", "namespace", namespace)
-        log = workdir / "kopfscale.log"
+        log = Path(tempfile.mkdtemp(prefix="kopfscale-shadow-")) / "kopfscale.log"
         operator = common.spawn(
             [str(BIN / "kopfscale"), "run", "--standalone", "--namespace", namespace],
             log,
             env={"KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1"},
         )
         print(f"shadow: kopfscale runs in namespace {namespace} (log {log})", flush=True)
-        recordings = asyncio.run(scenarios_run(kubeconfig, namespace, chosen))
+        from bench.shadow import live
+
+        return asyncio.run(live.run(kubeconfig, namespace, chosen, log=lambda line: print(line, flush=True)))
     finally:
         if operator is not None:
             common.stop(operator)
         if cluster is not None:
             cluster.stop()
+        elif kubeconfig is not None:
+            _kubectl(kubeconfig, "delete", "namespace", namespace, "--wait=false")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--short", action="store_true", help="the test's short trace")
+    parser.add_argument(
+        "--kubeconfig", type=Path, help="reuse a running control plane with KEDA (make cluster-up PEERS=1)"
+    )
+    parser.add_argument(
+        "--from", dest="source", type=Path, help="classify the recording of a shadow.json again"
+    )
+    parser.add_argument("--out", type=Path, default=common.REPO / "bench/results")
+    args = parser.parse_args()
+    wall = time.monotonic()
+    meta: dict[str, Any]
+    if args.source:
+        document = json.loads(args.source.read_text())
+        meta = {**document["meta"], "reclassified": _commit()}
+        chosen = scenarios.short() if meta.get("trace") == "short" else scenarios.full()
+        recordings = {name: Recording.from_json(raw) for name, raw in document["recordings"].items()}
+    else:
+        chosen = scenarios.short() if args.short else scenarios.full()
+        recordings = record(chosen, args.kubeconfig.resolve() if args.kubeconfig else None)
+        meta = {
+            "command": "make shadow" + (" SHADOW_ARGS=--short" if args.short else ""),
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "trace": "short" if args.short else "full",
+            "seconds": max(s.duration for s in chosen),
+            "commit": _commit(),
+            "wall": time.monotonic() - wall,
+            **_versions(),
+        }
     results = [analyse(s, recordings[s.name]) for s in chosen]
-    meta = {
-        "command": "make shadow" + (" SHADOW_ARGS=--short" if args.short else ""),
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "trace": "short" if args.short else "full",
-        "seconds": max(s.duration for s in chosen),
-        "commit": _commit(),
-        "wall": time.monotonic() - wall,
-        **_versions(),
-    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "shadow.md").write_text(report.markdown(results, meta))
     report.plot(results, recordings, args.out / "shadow.png")
@@ -117,19 +137,10 @@ def main() -> int:
     for r in results:
         print(f"shadow: {r.scenario.name}: {r.counts()}")
     bugs = [v for r in results for v in r.bugs]
-    print(f"shadow: wrote {args.out}/shadow.{{md,png,json}} in {meta['wall']:.0f} s")
-    print(f"shadow: kopfscale bugs: {len(bugs)}")
+    print(f"shadow: wrote {args.out}/shadow.{{md,png,json}}; kopfscale bugs: {len(bugs)}")
     for v in bugs:
         print(f"  {v.rule}: {v.why}" + (f" [known: {v.known}]" if v.known else ""))
     return 1 if bugs else 0
-
-
-async def scenarios_run(
-    kubeconfig: Path, namespace: str, chosen: list[scenarios.Scenario]
-) -> dict[str, Recording]:
-    from bench.shadow import live
-
-    return await live.run(kubeconfig, namespace, chosen, log=lambda line: print(line, flush=True))
 
 
 if __name__ == "__main__":

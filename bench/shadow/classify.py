@@ -209,10 +209,33 @@ def legacy_scale_up_limit(p: PeerDecision, k: KopfDecision, ctx: Context) -> Ver
     return None
 
 
+def legacy_stabilization(p: PeerDecision, k: KopfDecision, ctx: Context) -> Verdict | None:
+    """An HPA created without ``behavior`` stabilizes with the **highest** recommendation of the
+    last 5 minutes in both directions (``stabilizeRecommendation``): a high one still in the
+    window pulls a scale-up even when the metric now asks for no more than ``current``.
+    kopfscale's default windows bring ``current`` between the up window's lowest and the down
+    window's highest recommendation, so it does not scale up."""
+    if (
+        ctx.scenario.behavior is None
+        and p.desired > p.current
+        and k.recommendation <= k.current
+        and k.desired <= k.current
+    ):
+        return Verdict(
+            BUG,
+            "legacy stabilization",
+            f"the metric asks for {k.recommendation}; the HPA without behavior still scales up to "
+            f"{p.desired} on a higher recommendation of its last 300 s, kopfscale holds {k.desired}",
+            known=FIDELITY,
+        )
+    return None
+
+
 def ready_pods(p: PeerDecision, k: KopfDecision, ctx: Context) -> Verdict | None:
     """A ``Value`` metric: the HPA multiplies the usage ratio by the **ready** Pods
     (``getUsageRatioReplicaCount``), kopfscale by ``spec.replicas``."""
-    if ctx.scenario.target_type == "Value" and p.pods is not None and p.pods.ready < p.current:
+    used = k.pods_used if k.pods_used is not None else k.current
+    if ctx.scenario.target_type == "Value" and p.pods is not None and p.pods.ready < p.current == used:
         return Verdict(
             BUG,
             "ready Pods of a Value metric",
@@ -248,6 +271,7 @@ RULES: tuple[Rule, ...] = (
     scale_event_history,
     target_at_zero,
     legacy_scale_up_limit,
+    legacy_stabilization,
     ready_pods,
     cpu_pods,
 )
@@ -298,6 +322,7 @@ def describe_rules() -> list[tuple[str, str, str]]:
         scale_event_history: (TIMING, "scale events of the period"),
         target_at_zero: (IMPROVEMENT, "target at zero"),
         legacy_scale_up_limit: (BUG, "legacy scale-up limit (known)"),
+        legacy_stabilization: (BUG, "legacy stabilization (known)"),
         ready_pods: (BUG, "ready Pods of a Value metric (known)"),
         cpu_pods: (BUG, "CPU: unready, missing or new Pods (known)"),
     }

@@ -39,6 +39,7 @@ from bench.shadow.model import FRESH_SECONDS, PodsState, Recording
 from bench.shadow.scenarios import PERIOD, Scenario
 
 USAGE_CPU = "kwok.x-k8s.io/usage-cpu"
+USAGE_MEMORY = "kwok.x-k8s.io/usage-memory"
 POLL = 0.5  # seconds between the recorder's looks at every object
 SETTLE_TIMEOUT = 120.0  # seconds for every side to have decided once
 
@@ -326,11 +327,17 @@ class Run:
                 for index, pod in enumerate(pods):
                     name = pod["metadata"]["name"]
                     if s.metric == "cpu" and step.value is not None:
-                        usage = "0" if index < step.missing else f"{step.value:g}m"
-                        if (pod["metadata"].get("annotations") or {}).get(USAGE_CPU) != usage:
+                        # A Pod without metrics: metrics-server drops a Pod whose memory working
+                        # set is 0 (a CPU rate of 0 alone is a valid sample).
+                        missing = index < step.missing
+                        usage = {
+                            USAGE_CPU: "0" if missing else f"{step.value:g}m",
+                            USAGE_MEMORY: "0" if missing else "64Mi",
+                        }
+                        annotations = pod["metadata"].get("annotations") or {}
+                        if any(annotations.get(k) != v for k, v in usage.items()):
                             await self.api.merge_patch(
-                                self.path("", "v1", "pods", name),
-                                {"metadata": {"annotations": {USAGE_CPU: usage}}},
+                                self.path("", "v1", "pods", name), {"metadata": {"annotations": usage}}
                             )
                     want_ready = index >= step.unready
                     if _ready(pod) != want_ready and pod.get("status", {}).get("phase") == "Running":

@@ -61,13 +61,10 @@ class PodsState:
     with_metrics: int  # Pods metrics.k8s.io has a sample for
     fresh: int  # Ready for less than FRESH_SECONDS
 
-    def key(self, metric: str) -> tuple[int, ...]:
-        """What of the Pods' state a decision depends on: CPU (the HPA sets aside unready Pods,
-        Pods without metrics and just-started ones), ``Value`` ratios (multiplied by the ready
-        Pods), nothing else."""
-        if metric == "cpu":
-            return (self.pods, self.ready, self.with_metrics, self.fresh)
-        return (self.ready,)
+    def key(self) -> tuple[int, ...]:
+        """What of the Pods' state a CPU decision depends on: the HPA sets aside unready Pods,
+        Pods without metrics and Pods within their first sample."""
+        return (self.pods, self.ready, self.with_metrics, self.fresh)
 
 
 @dataclass
@@ -125,6 +122,19 @@ class Recording:
                 break
             found = state
         return found
+
+    def pods_for(self, t: float, current: int) -> PodsState | None:
+        """The Pods a decision seen at ``t``, made from ``current`` replicas, looked at: the latest
+        state seen by then with ``current`` Pods (the ReplicaSet had acted on that count; an HPA's
+        scale-up creates Pods right after its decision), else the one seen just before ``t``."""
+        for state in reversed(self.pods):
+            if state.time > t:
+                continue
+            if t - state.time > 2 * PERIOD:
+                break
+            if state.pods == current:
+                return state
+        return self.pods_at(t - LOOK)
 
     def status_replicas_at(self, t: float) -> int | None:
         found = None
@@ -195,6 +205,7 @@ class KopfDecision:
     window_release: float | None  # when the scale-down window stops holding above `recommendation`
     scale_events: tuple[tuple[float, int], ...] = ()  # status.history.scaleEvents (none in Observe)
     pods: PodsState | None = None
+    pods_used: int | None = None  # lastDecision.metrics[].pods: the Pods its proposal multiplied, if said
     message: str = ""
 
 
@@ -250,9 +261,9 @@ def peer_decisions(scenario: Scenario, rec: Recording) -> list[PeerDecision]:
     result: list[PeerDecision] = []
     last_signature: tuple[Any, ...] | None = None
     for moment, status in rec.hpa:
-        if "currentReplicas" not in status:
+        if "desiredReplicas" not in status:
             continue
-        current = int(status["currentReplicas"])
+        current = int(status.get("currentReplicas", 0))  # omitted when 0
         conditions = _conditions(status)
         active = conditions.get("ScalingActive") or {}
         limited = conditions.get("ScalingLimited") or {}
@@ -267,7 +278,7 @@ def peer_decisions(scenario: Scenario, rec: Recording) -> list[PeerDecision]:
             stabilized=str(able.get("reason"))
             if str(able.get("reason", "")).endswith("Stabilized")
             else None,
-            pods=rec.pods_at(moment - LOOK),
+            pods=rec.pods_for(moment, current),
         )
         if active.get("status") == "False":
             if active.get("reason") == "ScalingDisabled":
@@ -286,7 +297,7 @@ def peer_decisions(scenario: Scenario, rec: Recording) -> list[PeerDecision]:
             decision.disabled,
             decision.limit,
             decision.stabilized,
-            decision.pods.key(scenario.metric) if decision.pods else None,
+            decision.pods.key() if decision.pods else None,
         )
         if signature != last_signature:
             result.append(decision)
@@ -392,7 +403,8 @@ def kopf_decisions(scenario: Scenario, rec: Recording) -> list[KopfDecision]:
                     for e in history.get("scaleEvents") or []
                     if (t := _seconds(e.get("time"), rec.epoch)) is not None
                 ),
-                pods=rec.pods_at(moment - LOOK),
+                pods=rec.pods_for(moment, int(decision["currentReplicas"])),
+                pods_used=_int(metric.get("pods")),
                 message=str(decision.get("message", "")),
             )
         )
@@ -400,6 +412,10 @@ def kopf_decisions(scenario: Scenario, rec: Recording) -> list[KopfDecision]:
         KopfDecision(**{**vars(d), "until": found[i + 1].time if i + 1 < len(found) else math.inf})
         for i, d in enumerate(found)
     ]
+
+
+def _int(raw: Any) -> int | None:
+    return raw if isinstance(raw, int) and not isinstance(raw, bool) else None
 
 
 def _number(raw: Any) -> float | None:
@@ -424,11 +440,21 @@ def same_inputs(scenario: Scenario, p: PeerDecision, k: KopfDecision) -> bool:
     same_value = abs(p.value - k.value) < (1.0 if scenario.metric == "cpu" else 1e-6)
     if not same_value:
         return False
-    if scenario.metric == "cpu" or scenario.target_type == "Value":
-        if p.pods is None or k.pods is None:
-            return False
-        return p.pods.key(scenario.metric) == k.pods.key(scenario.metric)
+    if scenario.metric == "cpu":
+        return p.pods is not None and k.pods is not None and p.pods.key() == k.pods.key()
+    if scenario.target_type == "Value" and not within_tolerance(p.value / scenario.target):
+        # Outside the tolerance the HPA multiplies the ratio by the ready Pods (kopfscale says how
+        # many it used in lastDecision.metrics[].pods; before it did, the Pods seen are taken).
+        mine = k.pods_used if k.pods_used is not None else (k.pods.ready if k.pods else None)
+        return (
+            p.pods is not None and mine is not None and min(p.pods.ready, p.current) == min(mine, k.current)
+        )
     return True
+
+
+def within_tolerance(ratio: float, tolerance: float = 0.1) -> bool:
+    """The HPA's default tolerance band (every scenario keeps the default)."""
+    return 1 - tolerance <= ratio <= 1 + tolerance
 
 
 def distance(t: float, k: KopfDecision) -> float:

@@ -51,7 +51,8 @@ def markdown(results: Sequence[Result], meta: Mapping[str, Any]) -> str:
         f"`{meta.get('trace', '?')}`, {meta.get('seconds', 0):.0f} s of trace, kopfscale "
         f"{meta.get('commit', '?')}, Kubernetes {meta.get('kubernetes', '?')}, KEDA {meta.get('keda', '?')}; "
         f"the whole run took {meta.get('wall', 0):.0f} s. How it works and how to read it: "
-        "[docs/shadow.md](../../docs/shadow.md).",
+        "[docs/shadow.md](../../docs/shadow.md)."
+        + (f" Classified again by {meta['reclassified']} (`--from`)." if meta.get("reclassified") else ""),
         "",
         "Each peer decision (a change of the deciding HPA's status) is paired with the kopfscale decision "
         "on the **same inputs** (count, metric value or failures, Pods' state) that stood nearest in time; "

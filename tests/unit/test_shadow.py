@@ -139,11 +139,25 @@ def test_the_legacy_scale_up_limit_is_a_known_bug_until_fidelity() -> None:
     assert verdict.known == c.FIDELITY
 
 
+def test_a_scale_up_pulled_by_the_legacy_window_is_a_known_bug() -> None:
+    # Without behavior the HPA takes the highest recommendation of its last 300 s: at 4 replicas
+    # and 30 % (ratio 0.6 -> 3) an earlier 40 pulls it to maxReplicas; kopfscale's window holds 4.
+    p = peer(4, 8, value=30, limit="TooManyReplicas")
+    k = kopf(4, 4, value=30, recommendation=3, raw=3, stabilized=4, constraints=("Stabilization",))
+    verdict = c.classify(p, k, context(CPU, k))
+    assert (verdict.rule, verdict.known) == ("legacy stabilization", c.FIDELITY)
+    # With behavior (the KEDA pairs) the same numbers are not explained.
+    assert c.classify(p, k, context(AVERAGE, k)).rule == "unexplained"
+
+
 def test_ready_pods_and_cpu_pods_are_named_known_bugs() -> None:
     one_unready = PodsState(time=0, pods=2, ready=1, with_metrics=2, fresh=0)
     p = peer(2, 2, value=30, pods=one_unready)
     k = kopf(2, 3, value=30, pods=one_unready)
     assert c.classify(p, k, context(VALUE, k)).rule == "ready Pods of a Value metric"
+    # Once kopfscale says it multiplied the ready Pod too, a divergence is not that one.
+    counted = replace(k, pods_used=1)
+    assert c.classify(p, counted, context(VALUE, counted)).rule == "unexplained"
     new_pods = PodsState(time=0, pods=5, ready=5, with_metrics=1, fresh=4)
     p = peer(4, 5, pods=new_pods)
     k = kopf(4, 8, pods=new_pods)
@@ -254,7 +268,9 @@ def test_peer_decisions_find_the_value_keda_served_and_see_its_fallback() -> Non
 
 def test_a_workload_at_zero_under_an_hpa_is_read_as_disabled() -> None:
     rec = Recording("hpa-cpu", epoch=EPOCH)
-    rec.hpa = [(3.0, hpa_status(0, 1, None, ScalingActive="ScalingDisabled"))]
+    status = hpa_status(0, 1, None, ScalingActive="ScalingDisabled")
+    del status["currentReplicas"]  # the API leaves out a zero
+    rec.hpa = [(3.0, status)]
     [d] = peer_decisions(CPU, rec)
     assert (d.current, d.desired, d.disabled) == (0, 0, True)
 
@@ -316,6 +332,25 @@ def test_pairing_is_by_inputs_nearest_in_time_within_the_horizon() -> None:
     cpu = [kopf(4, 8, value=250.4, pods=settled(4))]
     assert pair(CPU, peer(4, 8, value=250, pods=settled(4)), cpu) is cpu[0]
     assert pair(CPU, peer(4, 8, value=250, pods=settled(5)), cpu) is None
+
+
+def test_value_metrics_pair_on_the_ready_pods_only_outside_the_tolerance() -> None:
+    one_unready = PodsState(time=0, pods=2, ready=1, with_metrics=2, fresh=0)
+    all_ready = settled(2)
+    mine = [kopf(2, 2, value=21, pods=all_ready)]  # ratio 1.05: the ready Pods do not matter
+    assert pair(VALUE, peer(2, 2, value=21, pods=one_unready), mine) is mine[0]
+    mine = [kopf(2, 3, value=30, pods=all_ready)]  # ratio 1.5: they do
+    assert pair(VALUE, peer(2, 2, value=30, pods=one_unready), mine) is None
+    said = [kopf(2, 2, value=30, pods=all_ready, pods_used=1)]  # kopfscale says it used 1
+    assert pair(VALUE, peer(2, 2, value=30, pods=one_unready), said) is said[0]
+
+
+def test_a_decision_looks_at_the_pods_of_its_count() -> None:
+    rec = Recording("hpa-cpu")
+    rec.pods = [PodsState(10.0, 1, 1, 1, 0), PodsState(24.9, 4, 1, 1, 0), PodsState(26.0, 4, 4, 1, 3)]
+    # The HPA scaled 1 -> 4 at 24.8 and its status was seen at 25.0, after the new Pods were.
+    assert rec.pods_for(25.0, current=1) is rec.pods[0]
+    assert rec.pods_for(26.5, current=4) is rec.pods[2]
 
 
 def test_quantities_as_the_hpa_writes_them() -> None:
