@@ -20,19 +20,26 @@ from typing import Any
 
 import kopf
 
-from kopfscale import GROUP, kube
+from kopfscale import GROUP, kube, peering
 from kopfscale import crdwait as _crdwait  # noqa: F401  (first startup handler: CRDs Established)
 from kopfscale import liveness as _liveness  # noqa: F401  (/healthz: the API server answers)
 from kopfscale import metrics as operator_metrics  # /metrics endpoint + handler timing
-from kopfscale import peering as _peering  # noqa: F401  (creates kopf's peering object if missing)
 from kopfscale import settings as operator_settings
 from kopfscale.greeter import handlers as greeter_handlers  # registers the Greeter handlers
+from kopfscale.greeter.passes import Passes
 from kopfscale.greeter.reconcile import KubeApi as GreeterApi
 from kopfscale.kube.ownership import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from kopfscale.scaledapp import handlers as scaledapp_handlers  # registers the ScaledApp handlers
 from kopfscale.scaledapp import sources
 from kopfscale.scaledapp.api import KubeApi as ScaledAppApi
+from kopfscale.scaledapp.rounds import Rounds
+from kopfscale.scheduler import Scheduler
 from kopfscale.simulate import flaps
+
+# This replica's name in kopf's peering object, fixed before kopf starts (kopf reads $POD_ID), so that
+# the autoscaling rounds' gate knows which record is its own (see peering.own_identity).
+peering.own_identity()
+_TASKS_MEMO_KEY = "kopfscale_background_tasks"
 
 
 @kopf.on.login()
@@ -70,17 +77,41 @@ async def wire(memo: kopf.Memo, settings: kopf.OperatorSettings, logger: kopf.Lo
         settings.scanning.disabled = True
         logger.info("kopf's namespace and CRD scanning is off: watching the given namespaces only.")
     transport = kube.transport()
-    memo[greeter_handlers.MEMO_KEY] = greeter_handlers.Wiring(api=GreeterApi(transport), settings=config)
+    # Each controller's passes or rounds run in a scheduler of its own (the same kind): a burst of
+    # Greeters never delays a ScaledApp's round. Both follow one peering gate.
+    gate = peering.Gate(open_=settings.peering.standalone)
+    greeter_scheduler = Scheduler(gate=gate, logger=logger)
+    greeter_passes = Passes(greeter_scheduler)
+    greeter_scheduler.on_open = greeter_passes.wake_all
+    memo[greeter_handlers.MEMO_KEY] = greeter_handlers.Wiring(
+        api=GreeterApi(transport), settings=config, passes=greeter_passes
+    )
+    scaledapp_api = ScaledAppApi(transport)
+    scheduler = Scheduler(gate=gate, logger=logger)
+    rounds = Rounds(scheduler, lister=scaledapp_api.list_scaledapps)
+    scheduler.on_open = rounds.resync
     memo[scaledapp_handlers.MEMO_KEY] = scaledapp_handlers.Wiring(
-        api=ScaledAppApi(transport), replay=flaps.replay_changes
+        api=scaledapp_api, replay=flaps.replay_changes, rounds=rounds
     )
     await sources.open_all(config)
     await operator_metrics.start(memo, config.metrics_port, config.metrics_address)
+    tasks = [
+        asyncio.create_task(greeter_scheduler.run(), name="kopfscale Greeter passes"),
+        asyncio.create_task(scheduler.run(), name="kopfscale autoscaling rounds"),
+    ]
+    if not settings.peering.standalone:
+        follow = peering.follow(gate, settings, config.namespaces, logger)
+        tasks.append(asyncio.create_task(follow, name="kopfscale peering gate"))
+    memo[_TASKS_MEMO_KEY] = tasks
 
 
 @kopf.on.cleanup()
-async def unwire(**_: Any) -> None:
-    """What wire opened, closed: the metric sources' clients."""
+async def unwire(memo: kopf.Memo, **_: Any) -> None:
+    """What wire opened, closed: the rounds' scheduler and gate, the metric sources' clients."""
+    tasks: list[asyncio.Task[None]] = memo.get(_TASKS_MEMO_KEY) or []
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     await sources.close_all()
 
 

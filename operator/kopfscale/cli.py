@@ -121,6 +121,8 @@ def run(
             namespaces = tuple(n.strip() for n in env_namespaces)
         else:
             clusterwide = True
+    # The operator's settings say which namespaces it watches (its peering objects are there).
+    os.environ["KOPFSCALE_NAMESPACES"] = "" if clusterwide else ",".join(namespaces)
     kopf.configure(
         verbose=verbose,
         debug=debug,

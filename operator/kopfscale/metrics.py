@@ -10,12 +10,15 @@ The series, for dashboards and alerts:
   ``kopfscale_metric_source_errors_total{namespace, scaledapp, source}``: the autoscaler's
   decisions and failed metric reads (use :func:`record_decision` / :func:`record_source_error`).
 - Per ScaledApp, set by :func:`record_round` at the end of each autoscaling round (the report
-  step) and dropped when the ScaledApp is deleted (an optional delete handler):
+  step) and dropped when the ScaledApp is deleted (:func:`forget`, by the ScaledApp controller):
   ``kopfscale_scaledapp_replicas``, ``_desired_replicas``, ``_min_replicas``, ``_max_replicas``
   (``{namespace, scaledapp}``),
   ``kopfscale_scaledapp_metric_value`` and ``_metric_target`` (``{..., metric}``; absent while
   a metric cannot be read), ``kopfscale_scaledapp_condition{..., condition, status}`` (1 for the
   condition's current status, 0 for the other two, as kube-state-metrics spells conditions).
+- ``kopfscale_metric_queries_total{type}`` and ``kopfscale_metric_queries_saved_total{type}``:
+  metric reads that made a request, and those answered by an identical read of the same or
+  another ScaledApp without one (``scaledapp/sources/shared.py``; no per-tenant labels).
 - ``kopfscale_autoscaler_loop_lateness_seconds``: how late autoscaling rounds start (actual
   start minus due time); a growing tail means the operator cannot keep up with its ScaledApps.
 
@@ -24,7 +27,7 @@ test keeps them in step.
 
 Handlers are measured without touching them: at startup, :func:`instrument` wraps every resource
 handler in kopf's registry with a timer (once; idempotent across operator restarts in one
-process). Daemons are long-lived loops, not reconciles, and are left alone.
+process). Daemons (none today) are long-lived loops, not reconciles, and would be left alone.
 
 The endpoint is off unless a port is given: ``kopfscale run --metrics-port 8081`` or the env
 ``KOPFSCALE_METRICS_PORT`` (0 or empty: off). It binds to loopback unless
@@ -75,6 +78,17 @@ SOURCE_ERRORS = Counter(
     "kopfscale_metric_source_errors",
     "Failed reads of a ScaledApp metric source (prometheus, http, cron, resource).",
     ["namespace", "scaledapp", "source"],
+)
+METRIC_QUERIES = Counter(
+    "kopfscale_metric_queries",
+    "Metric reads (prometheus, http) that made a request; one per read shared by several ScaledApps.",
+    ["type"],
+)
+METRIC_QUERIES_SAVED = Counter(
+    "kopfscale_metric_queries_saved",
+    "Metric reads answered without a request of their own: by an identical read (same request, "
+    "same credentials) in flight or finished within the freshness window.",
+    ["type"],
 )
 
 
@@ -205,15 +219,6 @@ def forget(namespace: str, scaledapp: str) -> None:
             counter.remove(*counted)
 
 
-@kopf.on.delete("kopfscale.dev", "v1", "scaledapps", optional=True)
-def forget_deleted(name: str, namespace: str | None, **_: Any) -> None:
-    """A deleted ScaledApp's series go with it. ``optional``: no finalizer of its own (the
-    autoscaling daemon's finalizer already makes kopf see the deletion); one run per deletion,
-    where a watch-event handler would run (and log) on every status write."""
-    if namespace:
-        forget(namespace, name)
-
-
 def record_decision(namespace: str, scaledapp: str, current: int, desired: int, mode: str) -> None:
     direction = "up" if desired > current else "down" if desired < current else "none"
     SCALING_DECISIONS.labels(namespace, scaledapp, direction, mode).inc()
@@ -221,6 +226,11 @@ def record_decision(namespace: str, scaledapp: str, current: int, desired: int, 
 
 def record_source_error(namespace: str, scaledapp: str, source: str) -> None:
     SOURCE_ERRORS.labels(namespace, scaledapp, source).inc()
+
+
+def record_metric_query(source_type: str, *, saved: bool) -> None:
+    """One metric read of a shareable source: a request made, or one saved by sharing."""
+    (METRIC_QUERIES_SAVED if saved else METRIC_QUERIES).labels(source_type).inc()
 
 
 def outcome_of(error: BaseException | None) -> str:

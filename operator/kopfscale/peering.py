@@ -32,8 +32,15 @@ Pod's own namespace) there is nothing to scan for.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import datetime
+import getpass
 import logging
+import os
 import secrets
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -88,3 +95,157 @@ async def ensure_peering_object(settings: kopf.OperatorSettings, logger: kopf.Lo
     if peering.standalone or not peering.mandatory or not peering.clusterwide:
         return
     await asyncio.to_thread(ensure_cluster_peering, peering.name, logger)
+
+
+# --- the gate: what kopf's pause means for the work kopf does not run itself -------------------------
+#
+# kopf pauses its own watches and handlers while a peer outranks this replica, but it has no public
+# hook to tell anything else. The ScaledApp scheduler (:mod:`kopfscale.scheduler`) is
+# such a thing: one queue for every ScaledApp's rounds instead of one kopf daemon per object (whose
+# memory and finalizer it removes). So the gate reads the same peering object kopf reads and applies
+# kopf's own documented rule to it: a replica acts while no live peer has a priority as high as its
+# own. Both decide from the same records, so they pause and resume together (within a poll).
+
+IDENTITY_ENV = "POD_ID"  # kopf names a replica in the peering object by this variable when it is set
+#: Seconds between two reads of the peering object (only when peering is on; one GET each).
+GATE_INTERVAL = 1.0
+
+
+def own_identity() -> str:
+    """This replica's name in the peering object: ``$POD_ID`` (the chart sets the Pod's name), else
+    one made up now and put into ``$POD_ID`` — before kopf starts, so kopf uses the very same."""
+    identity = os.environ.get(IDENTITY_ENV)
+    if not identity:
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d%H%M%S")
+        identity = f"{getpass.getuser()}@{socket.gethostname()}/{stamp}/{secrets.token_hex(3)}"
+        os.environ[IDENTITY_ENV] = identity
+    return identity
+
+
+@dataclass(frozen=True)
+class Verdict:
+    active: bool
+    why: str
+
+
+def _deadline(info: Mapping[str, Any]) -> datetime.datetime | None:
+    try:
+        seen = datetime.datetime.fromisoformat(str(info["lastseen"]))
+        lifetime = float(info.get("lifetime", 60))
+    except (KeyError, TypeError, ValueError):
+        return None
+    if seen.tzinfo is None:
+        seen = seen.replace(tzinfo=datetime.UTC)
+    return seen + datetime.timedelta(seconds=lifetime)
+
+
+def decide(
+    objects: Mapping[str, Mapping[str, Any] | None],
+    *,
+    identity: str,
+    priority: int,
+    mandatory: bool,
+    now: datetime.datetime,
+) -> Verdict:
+    """Whether this replica acts, by kopf's rule, given its peering objects (by where they are;
+    None: absent). Paused while any live peer other than us has a priority >= ours (an equal one
+    pauses both, as kopf does); while a mandatory peering object is missing (kopf waits for it)."""
+    for where, body in objects.items():
+        if body is None:
+            if mandatory:
+                return Verdict(False, f"the peering object {where} does not exist")
+            continue
+        for peer, info in (body.get("status") or {}).items():
+            if peer == identity or not isinstance(info, Mapping):
+                continue
+            deadline = _deadline(info)
+            if deadline is None or deadline <= now:
+                continue  # dead (or unreadable): kopf ignores it too
+            theirs = int(info.get("priority") or 0)
+            if theirs >= priority:
+                how = "the same priority" if theirs == priority else f"priority {theirs} > {priority}"
+                return Verdict(False, f"peer {peer} in {where} has {how}")
+    return Verdict(True, "no live peer outranks this replica")
+
+
+class Gate:
+    """Open while this replica is the one that acts. Standalone operators are always open."""
+
+    def __init__(self, *, open_: bool = False) -> None:
+        self._open = asyncio.Event()
+        self._closed = asyncio.Event()
+        (self._open if open_ else self._closed).set()
+        self.why = "standalone" if open_ else "the peering object has not been read yet"
+
+    def is_open(self) -> bool:
+        return self._open.is_set()
+
+    async def wait_open(self) -> None:
+        await self._open.wait()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    def set(self, verdict: Verdict) -> bool:
+        """Apply a verdict; True when it opened or closed the gate."""
+        self.why = verdict.why
+        if verdict.active == self.is_open():
+            return False
+        (self._open if verdict.active else self._closed).set()
+        (self._closed if verdict.active else self._open).clear()
+        return True
+
+
+def peering_paths(settings: kopf.OperatorSettings, namespaces: Sequence[str]) -> list[str]:
+    """Where kopf keeps this operator's peering records: one ClusterKopfPeering, or a KopfPeering per
+    watched namespace (exact names only: kopf resolves globs by scanning, which this does not)."""
+    name = settings.peering.name
+    if settings.peering.clusterwide:
+        return [path(KOPF_PEERING_GROUP, KOPF_PEERING_VERSION, KOPF_CLUSTER_PEERINGS, None, name)]
+    exact = [ns for ns in namespaces if not any(c in ns for c in "*?[!")]
+    return [path(KOPF_PEERING_GROUP, KOPF_PEERING_VERSION, "kopfpeerings", ns, name) for ns in exact]
+
+
+_gate_thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="kopfscale-peering")
+
+
+async def follow(
+    gate: Gate,
+    settings: kopf.OperatorSettings,
+    namespaces: Sequence[str],
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    interval: float = GATE_INTERVAL,
+) -> None:
+    """Keep ``gate`` in step with kopf's peering decision until cancelled.
+
+    The reads run on a thread of their own, so a backlog of autoscaling rounds never delays a
+    takeover. When the peering objects cannot be read for longer than our record's lifetime, the
+    gate closes: the record has expired for the others by then, and one of them may be acting.
+    """
+    identity, priority = own_identity(), int(settings.peering.priority)
+    where = peering_paths(settings, namespaces)
+    clock = asyncio.get_running_loop()
+    last_read = clock.time()
+
+    def read() -> dict[str, Mapping[str, Any] | None]:
+        return {p: transport().get(p, timeout=min(5.0, interval * 4)) for p in where}
+
+    while True:
+        try:
+            objects = await clock.run_in_executor(_gate_thread, read)
+            last_read = clock.time()
+            verdict = decide(
+                objects,
+                identity=identity,
+                priority=priority,
+                mandatory=settings.peering.mandatory,
+                now=datetime.datetime.now(datetime.UTC),
+            )
+        except ApiError as e:
+            verdict = Verdict(gate.is_open(), gate.why)
+            if clock.time() - last_read > settings.peering.lifetime:
+                verdict = Verdict(False, f"the peering objects cannot be read: {e}")
+        if gate.set(verdict):
+            state = "acting" if verdict.active else "standing by"
+            logger.info(f"Autoscaling rounds: {state} ({verdict.why}).")
+        await asyncio.sleep(interval)

@@ -21,6 +21,8 @@ CLUSTER_DOMAIN_ENV = "KOPFSCALE_CLUSTER_DOMAIN"
 SCANNING_ENV = "KOPFSCALE_KOPF_SCANNING"
 METRICS_PORT_ENV = "KOPFSCALE_METRICS_PORT"
 METRICS_ADDRESS_ENV = "KOPFSCALE_METRICS_ADDRESS"
+#: The namespaces the operator watches (``kopfscale run`` sets it; empty: every namespace).
+NAMESPACES_ENV = "KOPFSCALE_NAMESPACES"
 
 
 class SettingsError(ValueError):
@@ -40,6 +42,8 @@ class OperatorSettings:
     #: The operator's own /metrics endpoint: its port (None: off) and the address it binds to.
     metrics_port: int | None = None
     metrics_address: str = "127.0.0.1"
+    #: The namespaces watched, when not all: where a namespaced install's kopf peering objects are.
+    namespaces: tuple[str, ...] = ()
 
 
 def _api_server() -> str | None:
@@ -76,4 +80,5 @@ def load(environ: Mapping[str, str] | None = None) -> OperatorSettings:
         cluster_domain=env.get(CLUSTER_DOMAIN_ENV, "cluster.local"),
         kopf_scanning=scanning == "on",
         egress=policy,
+        namespaces=tuple(n.strip() for n in env.get(NAMESPACES_ENV, "").split(",") if n.strip()),
     )

@@ -1,6 +1,6 @@
 """High availability the way the chart runs it: two ``kopfscale run`` processes with identical
-arguments (only their liveness ports differ) against one cluster. Exactly one acts; SIGKILL it,
-and the other acts within 15 s."""
+arguments (only their liveness ports differ) against one cluster. Exactly one acts — its kopf
+handlers and its autoscaling rounds alike; SIGKILL it, and the other acts within 15 s."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from tests.helpers import wait_for
 pytestmark = pytest.mark.integration
 PEERING_CRDS = Path(__file__).resolve().parents[2] / "deploy" / "crds" / "kopf-peering.yaml"
 TAKEOVER_BOUND = 15.0
-ACTED = "Handler 'reconcile_children' is invoked"  # a replica's log line when it handles a Greeter
+ACTED = "Handler 'greeter_changed' is invoked"  # a replica's log line when it handles a Greeter
 PAUSED = "Pausing operations in favour of"  # kopf's line when a peer with a higher priority is seen
 RESUMED = "Resuming operations after the pause"  # and when none outranks it (any more)
 
@@ -34,6 +34,32 @@ def greeter(name: str) -> str:
         "spec": {"message": "hi"},
     }
     return json.dumps(body)
+
+
+def scaledapp(desired: int) -> str:
+    """A ScaledApp whose cron window asks for ``desired`` replicas all year, every 2 s."""
+    window = {"timezone": "UTC", "start": "* * * * *", "end": "0 0 1 1 *", "desiredReplicas": desired}
+    body = {
+        "apiVersion": "kopfscale.dev/v1",
+        "kind": "ScaledApp",
+        "metadata": {"name": "auto"},
+        "spec": {
+            "template": {"spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]}},
+            "minReplicas": 1,
+            "maxReplicas": 5,
+            "pollingInterval": 2,
+            "metrics": [{"name": "always", "type": "cron", "cron": window}],
+        },
+    }
+    return json.dumps(body)
+
+
+def replicas(cluster: Cluster, namespace: str, name: str) -> int:
+    out = cluster.kubectl("get", "deployment", name, "-n", namespace, "-o", "jsonpath={.spec.replicas}")
+    return int(out.stdout or 0)
+
+
+SCALED = "ScaledUp: Deployment/auto"  # a replica's log line when its round scales the ScaledApp
 
 
 def has_deployment(cluster: Cluster, namespace: str, name: str) -> bool:
@@ -100,6 +126,13 @@ def test_exactly_one_replica_acts_and_a_standby_takes_over_a_killed_one(
         assert handled == {active: True, standby: False}, f"exactly one replica acts: {handled}"
         assert acting(active) and not acting(standby)
 
+        # The autoscaling rounds (one scheduler, not kopf handlers) follow the same rule.
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=scaledapp(2))
+        wait_for(lambda: replicas(cluster, namespace, "auto") == 2, timeout=60, what="auto at 2 replicas")
+        time.sleep(3)  # a standby running rounds would log its own scaling by now
+        scaled = {n: SCALED in log.read_text() for n, (_, log) in processes.items()}
+        assert scaled == {active: True, standby: False}, f"exactly one replica scales: {scaled}"
+
         seen = len(processes[standby][1].read_text())
         processes[active][0].send_signal(signal.SIGKILL)
         processes[active][0].wait(timeout=10)
@@ -112,9 +145,19 @@ def test_exactly_one_replica_acts_and_a_standby_takes_over_a_killed_one(
             what="the takeover",
         )
         takeover = time.monotonic() - killed
-        print(f"takeover after SIGKILL: {takeover:.1f} s")
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=scaledapp(3))
+        wait_for(
+            lambda: replicas(cluster, namespace, "auto") == 3,
+            timeout=TAKEOVER_BOUND,
+            interval=0.2,
+            what="the standby's rounds scaling auto to 3",
+        )
+        rounds_takeover = time.monotonic() - killed
+        print(f"takeover after SIGKILL: {takeover:.1f} s (Greeter), {rounds_takeover:.1f} s (ScaledApp)")
         assert takeover <= TAKEOVER_BOUND, f"the standby took {takeover:.1f} s to act"
+        assert rounds_takeover <= TAKEOVER_BOUND, f"the standby's rounds took {rounds_takeover:.1f} s"
         assert ACTED in processes[standby][1].read_text()[seen:]
+        assert SCALED in processes[standby][1].read_text()[seen:]
     finally:
         for process, _ in processes.values():
             if process.poll() is None:

@@ -135,7 +135,10 @@ def test_the_quick_start_succeeds_first_then_shows_errors(
         return body if condition(body, "Fallback").get("status") == "True" else None
 
     web = wait_for(fallback, timeout=120, what="web's Fallback condition")
-    assert "failed 3 times in a row; counting as fallback.replicas=4" in condition(web, "Fallback")["message"]
+    assert (
+        "failed more than fallback.failureThreshold=3 times in a row; counting as fallback.replicas=4"
+        in condition(web, "Fallback")["message"]
+    )
     described = show(cluster, namespace, "describe", "scaledapp", "web")
     assert "MetricFailed" in described and "FallbackActive" in described
 

@@ -79,7 +79,8 @@ def manifest(url: str) -> dict[str, Any]:
                     "target": {"type": "AverageValue", "value": 10},
                 }
             ],
-            "fallback": {"failureThreshold": 2, "replicas": 3},
+            # Two failed reads in a row: the first is held, the second exceeds the threshold.
+            "fallback": {"failureThreshold": 1, "replicas": 3},
             "behavior": {"scaleDown": {"stabilizationWindowSeconds": 7}},
         },
     }
@@ -113,6 +114,17 @@ def test_observe_mode_and_the_simulator_decide_the_same_every_round(
         namespace,
         "--image=registry.invalid/app:1",
         f"--replicas={REPLICAS}",
+    )
+    # An AverageValue total is judged per Pod the workload has (/scale status.replicas), which
+    # the simulator takes as the replica count: start once the Deployment has all its Pods.
+    wait_for(
+        lambda: (
+            json.loads(cluster.kubectl("get", "deployment", "observed", "-n", namespace, "-o", "json").stdout)
+            .get("status", {})
+            .get("replicas")
+            == REPLICAS
+        ),
+        what=f"the Deployment's {REPLICAS} Pods",
     )
     obj = manifest(trace_server.url)
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(obj))

@@ -266,8 +266,13 @@ def test_noisy_tenants_neither_starve_a_healthy_one_nor_stall_liveness(
     with subprocess_server() as noisy:
         port = free_port()
         liveness = f"http://127.0.0.1:{port}/healthz"
-        slow = [http_metric(f"slow-{i}", f"{noisy}/slow", timeout=6) for i in range(16)]
-        huge = [http_metric(f"huge-{i}", f"{noisy}/huge", "$..v", timeout=6) for i in range(8)]
+
+        # Every noisy read a different request (the query says whose and which): identical ones
+        # would be made once and shared (sources/shared.py), which is not the load meant here.
+        def slow(app: str) -> list[dict[str, Any]]:
+            return [http_metric(f"slow-{i}", f"{noisy}/slow?{app}={i}", timeout=6) for i in range(16)]
+
+        huge = [http_metric(f"huge-{i}", f"{noisy}/huge?i={i}", "$..v", timeout=6) for i in range(8)]
         fast = {
             "scaleUp": {
                 "stabilizationWindowSeconds": 0,
@@ -286,8 +291,8 @@ def test_noisy_tenants_neither_starve_a_healthy_one_nor_stall_liveness(
             )
             with prober(liveness) as lines:
                 # 32 slow metrics: as many as the whole pool had before per-ScaledApp budgets.
-                apply(cluster, namespace, scaledapp("noisy-a", tenants.url, metrics=slow))
-                apply(cluster, namespace, scaledapp("noisy-b", tenants.url, metrics=slow))
+                apply(cluster, namespace, scaledapp("noisy-a", tenants.url, metrics=slow("a")))
+                apply(cluster, namespace, scaledapp("noisy-b", tenants.url, metrics=slow("b")))
                 apply(cluster, namespace, scaledapp("noisy-huge", tenants.url, metrics=huge))
                 apply(cluster, namespace, scaledapp("noisy-regex", tenants.url, metrics=regex))
                 tenants.value = 5

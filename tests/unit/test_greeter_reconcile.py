@@ -16,8 +16,8 @@ from typing import Any
 import kopf
 import pytest
 
-from kopfscale.greeter import handlers, reconcile
 from kopfscale.greeter import manifests as m
+from kopfscale.greeter import passes, reconcile
 from kopfscale.greeter import status as s
 from kopfscale.kube import ApiError, backoff, ownership
 from kopfscale.kube.errors import ApiError as KubeApiError
@@ -271,9 +271,12 @@ def events(api: FakeApi, monkeypatch: pytest.MonkeyPatch) -> Iterator[Events]:
     yield recorder
 
 
-def wired(api: FakeApi) -> dict[str, Any]:
-    """kopf's memo as the composition root (kopfscale.app.wire) fills it, with the fake API."""
-    return {handlers.MEMO_KEY: handlers.Wiring(api=api, settings=SETTINGS)}
+def greeter_pass(api: FakeApi) -> passes.GreeterPass:
+    """The hello Greeter's entry in the scheduler, over the fake API."""
+    uid = fresh(api)["metadata"]["uid"]
+    return passes.GreeterPass(
+        "ns", "hello", uid, logging.getLogger("t"), lambda: api, SETTINGS, passes.StatusDigests()
+    )
 
 
 def fresh(api: FakeApi) -> Body:
@@ -285,13 +288,14 @@ def fresh(api: FakeApi) -> Body:
 def test_handler_events_created_then_drift_then_updated(api: FakeApi, events: Events) -> None:
     logger = logging.getLogger("test")
     new_greeter(api)
-    handlers.reconcile_greeter(fresh(api), logger, api=api, config=SETTINGS)
-    assert [e[:2] for e in events.posted] == [("Normal", "Created"), ("Normal", "Created")]
+    passes.reconcile_greeter(fresh(api), logger, api=api, config=SETTINGS)
+    assert [e[:2] for e in events.posted] == [("Normal", "Created")]  # one event for both children
+    assert events.posted[0][2] == "Created Deployment hello and created Service hello"
     assert fresh(api)["status"]["observedGeneration"] == 1
 
     events.posted.clear()
     del api.objects[("Service", "ns", "hello")]
-    handlers.reconcile_greeter(fresh(api), logger, api=api, config=SETTINGS)
+    passes.reconcile_greeter(fresh(api), logger, api=api, config=SETTINGS)
     assert [e[:2] for e in events.posted] == [("Normal", "DriftRestored")]
 
     events.posted.clear()
@@ -299,12 +303,14 @@ def test_handler_events_created_then_drift_then_updated(api: FakeApi, events: Ev
     greeter["spec"]["replicas"] = 3
     greeter["metadata"]["generation"] = 2
     api.objects[("Greeter", "ns", "hello")] = copy.deepcopy(greeter)
-    handlers.reconcile_greeter(fresh(api), logger, api=api, config=SETTINGS)
+    passes.reconcile_greeter(fresh(api), logger, api=api, config=SETTINGS)
     assert [e[:2] for e in events.posted] == [("Normal", "Updated")]
     assert "spec.replicas" in events.posted[0][2]
 
 
-def test_handler_failure_is_a_warning_a_condition_and_a_temporary_error(api: FakeApi, events: Events) -> None:
+def test_a_failed_pass_is_a_warning_a_condition_and_a_retry_after_the_backoff(
+    api: FakeApi, events: Events
+) -> None:
     new_greeter(api)
     api.put(
         "Deployment",
@@ -313,15 +319,15 @@ def test_handler_failure_is_a_warning_a_condition_and_a_temporary_error(api: Fak
             "spec": {"template": {"spec": {"containers": []}}},
         },
     )
-    with pytest.raises(kopf.TemporaryError) as info:
-        handlers.reconcile_children(
-            body=fresh(api), retry=3, logger=logging.getLogger("test"), memo=wired(api)
-        )
-    assert info.value.delay == 8
+    entry = greeter_pass(api)
+    assert [entry.run() for _ in range(4)] == [1, 2, 4, 8]  # the shared backoff, not one per event
     assert [e[:2] for e in events.posted] == [("Warning", "ChildConflict")]
     ready = next(c for c in fresh(api)["status"]["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "ChildConflict")
     assert api.writes_to("Deployment") == []
+    api.objects.pop(("Deployment", "ns", "hello"))  # the user removes the foreign Deployment
+    assert entry.run() == passes.RESYNC
+    assert entry.run() == passes.RESYNC and entry.failures == 0
 
 
 def test_backoff_grows_and_is_capped() -> None:
@@ -340,9 +346,7 @@ def test_only_answers_that_pass_by_themselves_are_transient(status: int | None, 
 def test_a_failure_that_persists_is_one_warning_not_one_per_retry(api: FakeApi, events: Events) -> None:
     new_greeter(api)
     api.put("Service", {"metadata": {"name": "hello", "namespace": "ns"}, "spec": {"ports": []}})
-    for retry in range(3):
-        with pytest.raises(kopf.TemporaryError):
-            handlers.reconcile_children(
-                body=fresh(api), retry=retry, logger=logging.getLogger("t"), memo=wired(api)
-            )
+    entry = greeter_pass(api)
+    for _ in range(3):
+        entry.run()
     assert [e[:2] for e in events.posted if e[0] == "Warning"] == [("Warning", "ChildConflict")]

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
 import kopf
 
+from kopfscale.kube.errors import ApiError
 from kopfscale.scaledapp import autoscaler, conflicts, deployment
 from kopfscale.scaledapp.sources import MetricReading, SourceContext
-from kopfscale.scaledapp.workload import ScaleState, ScaleTarget, TargetError
+from kopfscale.scaledapp.spec import parse
+from kopfscale.scaledapp.workload import PodCount, ScaleState, ScaleTarget, TargetError
 
 
 class Fake:
@@ -24,6 +27,8 @@ class Fake:
         self.status_patches: list[dict[str, Any]] = []
         self.events: list[tuple[str, str, str]] = []
         self.target = ScaleTarget("apps", "v1", "deployments", "Deployment", "web", "ns")
+        self.pods: PodCount | ApiError = PodCount(listed=1, ready=1)
+        self.pod_lists: list[tuple[str, str]] = []
 
     async def read_metric(self, name: str, source: Any, ctx: SourceContext) -> MetricReading:
         value = self.values[name]
@@ -48,6 +53,12 @@ class Fake:
         self.scaled.append(n)
         self.replicas = n
         return ScaleState(n, n, "app=web")
+
+    def count_ready_pods(self, namespace: str, selector: str) -> PodCount:
+        self.pod_lists.append((namespace, selector))
+        if isinstance(self.pods, ApiError):
+            raise self.pods
+        return self.pods
 
     def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         self.status_patches.append(patch)
@@ -147,7 +158,7 @@ def test_an_unusable_target_is_not_ready_and_backs_off() -> None:
 
 def test_a_target_driven_by_another_autoscaler_is_never_scaled() -> None:
     fake = Fake()
-    fake.values["load"] = 50  # would scale 1 -> 5
+    fake.values["load"] = 50  # would scale 1 -> 4 (no behavior: at most max(2 x 1, 4))
     hpa = conflicts.Autoscaler("2026-01-01T00:00:00Z", "HorizontalPodAutoscaler", "web-hpa", "hpa-uid")
     rivals: list[conflicts.Autoscaler] = [hpa]
     seen: list[conflicts.TargetKey] = []
@@ -168,7 +179,7 @@ def test_a_target_driven_by_another_autoscaler_is_never_scaled() -> None:
     assert [e[:2] for e in fake.events] == [("Warning", "Conflict")], "one event per distinct failure"
     rivals.clear()  # the HPA is deleted: the conflict clears by itself
     tick(loop)
-    assert fake.scaled == [5]
+    assert fake.scaled == [4]
 
 
 def test_observe_mode_never_scales_but_tells() -> None:
@@ -179,7 +190,7 @@ def test_observe_mode_never_scales_but_tells() -> None:
     tick(loop)
     assert fake.scaled == []
     assert [e[1] for e in fake.events] == ["WouldScaleUp"]
-    assert fake.status_patches[0]["desiredReplicas"] == 5 and fake.status_patches[0]["replicas"] == 1
+    assert fake.status_patches[0]["desiredReplicas"] == 4 and fake.status_patches[0]["replicas"] == 1
 
 
 def _owned(template_hash: str, **changes: Any) -> dict[str, Any]:
@@ -189,7 +200,7 @@ def _owned(template_hash: str, **changes: Any) -> dict[str, Any]:
             "annotations": {deployment.TEMPLATE_HASH_ANNOTATION: template_hash},
         },
         "spec": {"replicas": 3, "selector": {"matchLabels": {deployment.SCALEDAPP_LABEL: "web"}}},
-        "status": {"replicas": 2},
+        "status": {"replicas": 2, "readyReplicas": 1},
     }
     body["metadata"].update(changes)
     return body
@@ -199,7 +210,9 @@ def test_a_settled_deployment_is_read_from_the_watch_and_anything_else_from_the_
     manifest = deployment.deployment_manifest("web", "ns", {"spec": {"containers": []}}, 1)
     wanted = manifest["metadata"]["annotations"][deployment.TEMPLATE_HASH_ANNOTATION]
     state = deployment.indexed_state(deployment.trim_deployment(_owned(wanted)), manifest, "sa-uid")
-    assert state == ScaleState(replicas=3, status_replicas=2, selector=f"{deployment.SCALEDAPP_LABEL}=web")
+    assert state == ScaleState(
+        replicas=3, status_replicas=2, selector=f"{deployment.SCALEDAPP_LABEL}=web", ready_replicas=1
+    )
     # Unknown, out of date, foreign or going away: the apiserver decides (Api.ensure_deployment).
     assert deployment.indexed_state(None, manifest, "sa-uid") is None
     for body in (
@@ -210,42 +223,71 @@ def test_a_settled_deployment_is_read_from_the_watch_and_anything_else_from_the_
         assert deployment.indexed_state(deployment.trim_deployment(body), manifest, "sa-uid") is None
 
 
-class _Stopper:
-    """Stands in for kopf's DaemonStopped: falsy until set, and awaitable."""
-
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-
-    def __bool__(self) -> bool:
-        return self.event.is_set()
-
-    async def wait(self) -> None:
-        await self.event.wait()
+# --- the ready Pods a Value total's ratio multiplies (#13.3) -------------------------------------
+VALUE_METRIC = {
+    "name": "load",
+    "type": "http",
+    "http": {"url": "http://x/", "valueLocation": "$.v"},
+    "target": {"type": "Value", "value": 10},
+}
+REF = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}
 
 
-class _Rounds:
-    def __init__(self) -> None:
-        self.count = 0
-
-    async def tick(self) -> float:
-        self.count += 1
-        return 30.0
-
-    def backoff(self) -> float:
-        return 30.0
+def last_metric_status(fake: Fake) -> dict[str, Any]:
+    status = next(p for p in reversed(fake.status_patches) if "metrics" in p)
+    metric: dict[str, Any] = status["metrics"][0]
+    return metric
 
 
-def test_rounds_wait_for_the_interval_but_a_spec_change_or_a_stop_ends_the_wait_at_once() -> None:
-    async def scenario() -> None:
-        rounds, stopper, wake = _Rounds(), _Stopper(), asyncio.Event()
-        task = asyncio.create_task(autoscaler.run(rounds, stopper, wake, logging.getLogger("t")))  # type: ignore[arg-type]
-        await asyncio.sleep(0.2)
-        assert rounds.count == 1  # the next round is 30 s away
-        wake.set()  # what wake_autoscaler does on a spec change
-        await asyncio.sleep(0.2)
-        assert rounds.count == 2
-        stopper.event.set()
-        await asyncio.wait_for(task, timeout=1.0)
-        assert rounds.count == 2
+def test_a_scale_target_ref_counts_its_ready_pods_by_its_selector_only_when_a_value_total_needs_them() -> (
+    None
+):
+    fake = Fake()
+    fake.replicas, fake.pods = 3, PodCount(listed=3, ready=1)
+    loop = fake.loop(body(template=None, scaleTargetRef=REF, metrics=[VALUE_METRIC]))
+    fake.values["load"] = 10.5  # ratio 1.05: within the tolerance, nothing to count
+    tick(loop)
+    assert fake.pod_lists == [] and fake.scaled == []
+    fake.values["load"] = 50  # ratio 5: 5 x 1 ready Pod (spec.replicas would have given 15)
+    tick(loop)
+    assert fake.pod_lists == [("ns", "app=web")]
+    assert fake.scaled == [5]
+    assert last_metric_status(fake)["pods"] == 1
 
-    asyncio.run(scenario())
+
+def test_an_owned_deployment_gives_its_ready_pods_from_the_watch_without_a_request() -> None:
+    fake = Fake()
+    obj = body(metrics=[VALUE_METRIC])
+    manifest = deployment.owned_deployment(obj, parse(obj["spec"]))
+    owned = {
+        "metadata": {
+            "ownerReferences": [{"uid": obj["metadata"]["uid"]}],
+            "annotations": manifest["metadata"]["annotations"],
+        },
+        "spec": {"replicas": 3, "selector": {"matchLabels": {deployment.SCALEDAPP_LABEL: "web"}}},
+        "status": {"replicas": 3, "readyReplicas": 2},
+    }
+    index = {("ns", "web"): [json.dumps(deployment.trim_deployment(owned))]}
+    loop = autoscaler.Autoscaler(
+        obj, logging.getLogger("test"), fake, deployments=index, read=fake.read_metric
+    )
+    fake.values["load"] = 25  # ratio 2.5 x 2 ready Pods = 5
+    tick(loop)
+    assert fake.pod_lists == [] and fake.scaled == [5]
+
+
+def test_ready_pods_that_cannot_be_counted_fail_the_metric_and_hold_the_count() -> None:
+    fake = Fake()
+    fake.replicas, fake.values["load"] = 3, 50
+    fake.pods = ApiError(403, "Forbidden", 'pods is forbidden: cannot list resource "pods"')
+    loop = fake.loop(body(template=None, scaleTargetRef=REF, metrics=[VALUE_METRIC]))
+    tick(loop)
+    assert fake.scaled == []
+    assert last_metric_status(fake)["error"] == (
+        "50 read, but the ready Pods could not be counted: listing its Pods failed: "
+        'HTTP 403: pods is forbidden: cannot list resource "pods"'
+    )
+    fake.pods = PodCount(listed=0, ready=0)  # the HPA's "no pods returned by selector"
+    tick(loop)
+    assert fake.scaled == []
+    assert last_metric_status(fake)["error"].endswith("could not be counted: Deployment/web has no Pods")

@@ -139,7 +139,7 @@ def test_utilization_is_a_ratio_of_the_target() -> None:
 
 def test_average_value_of_an_external_total_is_divided_by_the_per_replica_target() -> None:
     # KEDA / HPA external metrics with AverageValue: desired = ceil(total / targetPerPod).
-    spec = make([value_metric("rps", target=50, type_="AverageValue")])
+    spec = make([value_metric("rps", target=50, type_="AverageValue")], behavior={})
     d = once(spec, 2, {"rps": 420})
     assert (d.recommendation, d.desired) == (9, 6)  # the default scale-up rate: max(2*2, 2+4)
     assert d.metrics[0].ratio == pytest.approx(420 / 100)
@@ -169,7 +169,7 @@ def test_configurable_tolerance_per_direction() -> None:
 
 # --- several metrics --------------------------------------------------------------------------
 def test_the_max_over_metrics_wins_and_is_named() -> None:
-    spec = make([value_metric("a"), value_metric("b", target=10, type_="AverageValue")])
+    spec = make([value_metric("a"), value_metric("b", target=10, type_="AverageValue")], behavior={})
     d = once(spec, 2, {"a": 300, "b": 35})
     assert (d.desired, d.driver) == (6, "a")
     d = once(spec, 2, {"a": 100, "b": 55})
@@ -200,7 +200,7 @@ def test_a_missing_reading_counts_as_failed() -> None:
 
 # --- behavior: policies -------------------------------------------------------------------------
 def test_default_scale_up_doubles_or_adds_four_whichever_is_more_every_15s() -> None:
-    spec = make(maxReplicas=1000)
+    spec = make(maxReplicas=1000, behavior={})  # `behavior: {}`: the documented default policies
     assert once(spec, 1, {"m": 100_000}).desired == 5
     assert once(spec, 10, {"m": 100_000}).desired == 20
     sim = Sim(spec, 1)
@@ -307,6 +307,122 @@ def test_scale_up_stabilization_uses_the_lowest_recommendation() -> None:
     assert sim.step({"m": 300}, after=31) == 6
 
 
+# --- no behavior: the HPA controller's legacy rule -------------------------------------------------
+# kubernetes/kubernetes pkg/controller/podautoscaler/horizontal.go: an HPA whose spec has no
+# `behavior` is normalized by normalizeDesiredReplicas, not by the documented default policies
+# (the API server fills those in only when `behavior` is present, pkg/apis/autoscaling/v2/defaults.go).
+def history_of(*samples: tuple[int, float]) -> History:
+    """Recommendations (replicas, seconds before NOW), oldest first, as the windows remember them."""
+    history = History()
+    for replicas, ago in samples:
+        history = history.record_recommendation(NOW - seconds(ago), replicas, 3600)
+    return history
+
+
+OLD = history_of((1, 900))  # a history with nothing left in any window
+
+
+@pytest.mark.parametrize(
+    ("what", "current", "value", "min_", "max_", "expected", "reason"),
+    [
+        # horizontal_test.go TestConvertDesiredReplicasWithRules, case by case:
+        ("prenormalized desired replicas within range", 5, 140, 3, 8, 7, policy.WITHIN_RANGE),
+        ("prenormalized desired replicas < minReplicas", 3, 100 / 3, 2, 8, 2, policy.TOO_FEW_REPLICAS),
+        ("prenormalized desired zeroed replicas within range", 1, 0, 0, 10, 0, policy.WITHIN_RANGE),
+        (
+            "maxReplicas is the limit because maxReplicas < scaleUpLimit",
+            20,
+            5000,
+            1,
+            10,
+            10,
+            policy.TOO_MANY_REPLICAS,
+        ),
+        (
+            "scaleUpLimit is the limit because scaleUpLimit < maxReplicas",
+            3,
+            33_333,
+            1,
+            2000,
+            6,
+            policy.SCALE_UP_LIMIT,
+        ),
+        # calculateScaleUpLimit: max(2 x current, 4), so small counts may grow to 4 at once.
+        ("one replica may become four", 1, 1000, 1, 100, 4, policy.SCALE_UP_LIMIT),
+        ("a scale-down is not rate-limited", 40, 5, 1, 100, 2, policy.WITHIN_RANGE),
+    ],
+)
+def test_without_behavior_the_controllers_legacy_limits_apply(
+    what: str, current: int, value: float, min_: int, max_: int, expected: int, reason: str
+) -> None:
+    spec = make(minReplicas=min_, maxReplicas=max_, cooldownPeriod=0)
+    assert spec.behavior.legacy
+    d = once(spec, current, {"m": value}, OLD)
+    assert (d.desired, d.reason) == (expected, reason), what
+
+
+@pytest.mark.parametrize(
+    ("what", "samples", "recommendation", "expected"),
+    [
+        # horizontal_test.go TestNormalizeDesiredReplicas (a 5-minute window):
+        ("stabilize", [(4, 120), (5, 60)], 3, 5),
+        ("no stabilize", [(1, 120), (2, 60)], 3, 3),
+        ("no stabilize - old recommendations", [(10, 600), (9, 540)], 3, 3),
+        ("stabilize - old recommendations", [(10, 600), (9, 540), (5, 120), (4, 60)], 3, 5),
+        # stabilizeRecommendation drops only samples Before the cutoff: one exactly 300 s old counts.
+        ("a sample exactly 300 s old is in the window", [(9, 300)], 3, 9),
+        ("a sample 301 s old is not", [(9, 301)], 3, 3),
+    ],
+)
+def test_without_behavior_the_scale_down_window_is_the_controllers(
+    what: str, samples: list[tuple[int, float]], recommendation: int, expected: int
+) -> None:
+    spec = make(maxReplicas=20)
+    d = once(spec, 9, {"m": recommendation * 100 / 9}, history_of(*samples))
+    assert d.recommendation == recommendation
+    assert d.desired == expected, what
+    assert d.stabilized_by_window == (expected != recommendation)
+
+
+def test_with_behavior_the_window_excludes_a_sample_exactly_its_length_old() -> None:
+    # stabilizeRecommendationWithBehaviors counts samples After the cutoff only.
+    spec = make(maxReplicas=20, behavior={})
+    assert once(spec, 9, {"m": 100 / 3}, history_of((9, 300))).desired == 3
+
+
+def test_without_behavior_a_higher_recommendation_in_the_window_is_followed_up() -> None:
+    # The legacy window is the max of recent recommendations, not a band around the current
+    # count: a recommendation of 8 a minute ago, limited then, still pulls a scale-up to 8.
+    history = history_of((8, 60))
+    legacy = once(make(), 3, {"m": 500 / 3}, history)
+    assert (legacy.recommendation, legacy.stabilized, legacy.desired) == (5, 8, 6)
+    assert legacy.reason == policy.SCALE_UP_LIMIT
+    assert "limited by the scale-up limit without behavior: max(2 x 3, 4) = 6" in legacy.explanation
+    with_behavior = once(make(behavior={}), 3, {"m": 500 / 3}, history)
+    assert with_behavior.desired == 5
+
+
+def test_without_behavior_each_round_may_double_with_no_period_to_remember() -> None:
+    legacy = Sim(make(maxReplicas=1000), 1)
+    assert [legacy.step({"m": 100_000}, after=a) for a in (0, 5, 11, 15)] == [4, 8, 16, 32]
+    defaults = Sim(make(maxReplicas=1000, behavior={}), 1)  # `behavior: {}` is not "no behavior"
+    assert [defaults.step({"m": 100_000}, after=a) for a in (0, 5, 11, 15)] == [5, 5, 10, 20]
+    assert not defaults.spec.behavior.legacy
+
+
+def test_without_behavior_the_status_names_the_legacy_limit() -> None:
+    from kopfscale.scaledapp import status as st
+
+    spec = make(maxReplicas=100)
+    d = once(spec, 3, {"m": 1000}, OLD)
+    limited = next(c for c in st.decision_conditions(d, spec, 1, NOW) if c["type"] == "ScalingLimited")
+    assert (limited["status"], limited["reason"]) == ("True", policy.SCALE_UP_LIMIT)
+    assert limited["message"] == (
+        "the desired count is increasing faster than the maximum scale rate "
+        "(no behavior: at most max(2 x current, 4) per round) (30 -> 6)"
+    )
+
+
 # --- bounds -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("current", "value", "expected", "reason"),
@@ -339,20 +455,45 @@ def test_paused_holds_the_count_but_still_reports() -> None:
 def test_fallback_after_the_failure_threshold_and_recovery() -> None:
     spec = make(behavior=no_windows(), fallback={"failureThreshold": 3, "replicas": 4})
     sim = Sim(spec, 2)
-    assert sim.step({"m": "HTTP 503"}) == 2
-    assert sim.step({"m": "HTTP 503"}, after=15) == 2
-    assert sim.last is not None and not sim.last.fallback
+    for _ in range(3):  # failures 1..3: not yet more than the threshold; the count is held
+        assert sim.step({"m": "HTTP 503"}, after=15) == 2
+        assert sim.last is not None and not sim.last.fallback
+    assert sim.step({"m": "HTTP 503"}, after=15) == 4  # the 4th failure in a row exceeds 3
+    assert sim.last.fallback and sim.last.metrics[0].failures == 4
     assert sim.step({"m": "HTTP 503"}, after=15) == 4
-    assert sim.last.fallback and sim.last.metrics[0].failures == 3
-    assert sim.step({"m": "HTTP 503"}, after=15) == 4
+    assert sim.last.metrics[0].failures == 4  # capped one above the threshold
     assert sim.step({"m": 100}, after=15) == 4  # the source is back: the metric decides again
     assert not sim.last.fallback and sim.last.history.failures == {}
     assert sim.step({"m": 50}, after=15) == 2
 
 
+@pytest.mark.parametrize(
+    ("threshold", "previous", "fallback"),
+    [
+        # kedacore/keda pkg/fallback/fallback_test.go: "should bump the number of failures when
+        # metrics call fails" (0 failures before, threshold 3: the error, no fallback) ...
+        (3, 0, False),
+        (3, 2, False),  # the 3rd failure equals the threshold: still no fallback
+        # ... "should return a normalised metric when number of failures are beyond threshold"
+        # (3 failures before, threshold 3: the 4th failure falls back).
+        (3, 3, True),
+        (1, 0, False),  # failureThreshold 1: the first failure is held, the second falls back
+        (1, 1, True),
+    ],
+)
+def test_fallback_waits_until_the_failures_exceed_the_threshold(
+    threshold: int, previous: int, fallback: bool
+) -> None:
+    spec = make(behavior=no_windows(), fallback={"failureThreshold": threshold, "replicas": 5})
+    history = History().with_failures({"m": previous})
+    d = once(spec, 2, {"m": "HTTP 503"}, history)
+    assert (d.fallback, d.desired) == (fallback, 5 if fallback else 2)
+    assert d.metrics[0].failures == previous + 1
+
+
 def test_fallback_can_scale_down_like_keda() -> None:
     spec = make(behavior=no_windows(), fallback={"failureThreshold": 1, "replicas": 3})
-    assert once(spec, 8, {"m": "boom"}).desired == 3
+    assert once(spec, 8, {"m": "boom"}, History().with_failures({"m": 1})).desired == 3
 
 
 # --- scale to zero and back, in one loop --------------------------------------------------------
@@ -470,7 +611,8 @@ def test_explanation_names_values_ratios_and_the_change() -> None:
                 "resource": {"name": "cpu"},
                 "target": {"type": "Utilization", "value": 70},
             },
-        ]
+        ],
+        behavior={},
     )
     d = once(spec, 2, {"rps": 400, "cpu": 35})
     assert d.explanation.startswith("rps: 400 (target AverageValue 50, ratio 4.00) -> 8; cpu: 35%")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from dataclasses import replace
 from typing import Any
 
 from hypothesis import given, settings
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 
 from kopfscale.scaledapp.history import History
 from kopfscale.scaledapp.policy import decide, keep_seconds
-from kopfscale.scaledapp.spec import ScaledAppSpec, parse
+from kopfscale.scaledapp.spec import Behavior, ScaledAppSpec, parse
 
 from .test_scaledapp_policy import NOW, R, value_metric
 
@@ -152,3 +153,22 @@ def test_a_scale_down_never_exceeds_what_the_policies_allow(
             allowed.append(floor)
         limit = min(allowed) if rules.select_policy == "Max" else max(allowed)
         assert after >= min(limit, before), (before, after, limit)
+
+
+@st.composite
+def legacy_specs(draw: st.DrawFn) -> ScaledAppSpec:
+    """Specs without `behavior`: the HPA controller's legacy rule applies."""
+    spec = draw(specs())
+    return replace(spec, behavior=replace(Behavior(), legacy=True))
+
+
+@settings(max_examples=300, deadline=None)
+@given(spec=legacy_specs(), start=st.integers(1, 80), steps=step_lists)
+def test_without_behavior_a_round_never_scales_up_beyond_twice_or_four(
+    spec: ScaledAppSpec, start: int, steps: list[Any]
+) -> None:
+    """horizontal.go calculateScaleUpLimit: max(2 x current, 4), whatever happened before."""
+    for _, before, after in run(spec, start, steps):
+        if before < spec.min_replicas or before > spec.max_replicas:
+            continue  # bounds first, as in the HPA
+        assert after <= max(2 * before, 4), (before, after)

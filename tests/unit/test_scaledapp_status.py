@@ -65,7 +65,11 @@ def test_history_round_trips_through_status_and_only_changes_on_new_segments() -
 
 def test_status_reports_metrics_decision_and_conditions() -> None:
     spec = make([value_metric("a"), value_metric("b")], fallback={"failureThreshold": 1, "replicas": 4})
-    d = once(spec, 2, {"a": 150, "b": "HTTP 500"})
+    first = once(spec, 2, {"a": 150, "b": "HTTP 500"})
+    conds = {c["type"]: c for c in st.decision_conditions(first, spec, 7, NOW)}
+    assert (conds["Fallback"]["status"], conds["Fallback"]["reason"]) == ("False", "MetricsFailing")
+    assert conds["Fallback"]["message"] == "b failed 1 time(s) in a row"
+    d = once(spec, 2, {"a": 150, "b": "HTTP 500"}, first.history)  # the 2nd failure exceeds 1
     metrics = [st.metric_status(m) for m in d.metrics]
     assert metrics[0] == {
         "name": "a",
@@ -73,12 +77,16 @@ def test_status_reports_metrics_decision_and_conditions() -> None:
         "target": {"type": "Value", "value": 100},
         "value": 150,
         "ratio": 1.5,
+        "pods": 2,  # the ready Pods the ratio multiplied (here: every replica, as none is known)
         "recommendation": 3,
         "active": True,
     }
     assert metrics[1]["error"] == "HTTP 500" and metrics[1]["fallback"] is True
     conds = {c["type"]: c for c in st.decision_conditions(d, spec, 7, NOW)}
     assert conds["Fallback"]["status"] == "True" and conds["Fallback"]["reason"] == "FallbackActive"
+    assert conds["Fallback"]["message"] == (
+        "b failed more than fallback.failureThreshold=1 times in a row; counting as fallback.replicas=4"
+    )
     assert conds["Active"]["status"] == "True"
     assert conds["Paused"]["status"] == "False"
     assert all(c["observedGeneration"] == 7 for c in conds.values())

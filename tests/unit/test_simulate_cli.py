@@ -86,7 +86,7 @@ def test_json_is_a_list_of_ticks_with_stable_keys(files: tuple[str, str]) -> Non
     assert ticks[1]["metrics"] == [
         {
             "name": "load", "type": "http", "value": 120, "target": {"type": "AverageValue", "value": 50},
-            "proposal": 3, "ratio": 2.4, "active": True, "withinTolerance": False,
+            "proposal": 3, "ratio": 2.4, "pods": 1, "active": True, "withinTolerance": False,
             "error": None, "fallback": False,
         }
     ]  # fmt: skip

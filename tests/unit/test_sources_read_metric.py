@@ -218,7 +218,13 @@ RECORDED_PODS = {
                     }
                 ]
             },
-            "status": {"phase": "Running"},
+            "status": {
+                "phase": "Running",
+                "startTime": "2024-03-04T10:00:00Z",
+                "conditions": [
+                    {"type": "Ready", "status": "True", "lastTransitionTime": "2024-03-04T10:00:12Z"}
+                ],
+            },
         }
         for name in ("web-7d4b9c-abcde", "web-7d4b9c-fghij")
     ],
@@ -247,7 +253,9 @@ def test_resource_cpu_utilization_from_recorded_responses(monkeypatch: pytest.Mo
     spec = {"name": "cpu", "type": "resource", "resource": {"name": "cpu"}, "target": {"type": "Utilization"}}
     reading = read(spec)
     assert reading.error is None
-    assert reading.value == pytest.approx(100 * (0.182340521 + 0.097659479) / 0.4)  # 70 %
+    # Usage in milli-cores rounded up (183m + 98m) of 400m requested: 70 %, whole percent as the HPA.
+    assert reading.value == 70.0
+    assert reading.pods is not None and (reading.pods.ready.count, reading.pods.missing.count) == (2, 0)
     assert sorted(api.calls) == [
         ("GET", "/api/v1/namespaces/default/pods", [("labelSelector", "app=web")], 3.0),
         ("GET", "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods", [("labelSelector", "app=web")], 3.0),

@@ -21,7 +21,7 @@ from kopfscale.kube.ownership import is_controlled_by
 from kopfscale.kube.transport import Body, Transport, path
 from kopfscale.scaledapp import deployment, workload
 from kopfscale.scaledapp.spec import ScaledAppSpec
-from kopfscale.scaledapp.workload import ScaleState, ScaleTarget, TargetError
+from kopfscale.scaledapp.workload import PodCount, ScaleState, ScaleTarget, TargetError
 
 
 def _deployments(namespace: str, name: str | None = None) -> str:
@@ -42,6 +42,7 @@ def _scale_of(body: Mapping[str, Any]) -> ScaleState:
         status_replicas=int(status.get("replicas") or 0),
         selector=deployment.selector_of(labels),
         problem=deployment_problem(body),
+        ready_replicas=int(status.get("readyReplicas") or 0),
     )
 
 
@@ -60,6 +61,9 @@ class KubeApi:
 
     def patch_scale(self, target: ScaleTarget, replicas: int) -> ScaleState:
         return workload.patch_scale(self.transport, target, replicas)
+
+    def count_ready_pods(self, namespace: str, selector: str) -> PodCount:
+        return workload.count_ready_pods(self.transport, namespace, selector)
 
     def ensure_deployment(self, manifest: Mapping[str, Any], owner_uid: str) -> tuple[str, ScaleState]:
         """Create the Deployment, or bring its pod template up to date; never touches its replicas.
@@ -141,6 +145,11 @@ class KubeApi:
             ],
         )
         return "released"
+
+    def list_scaledapps(self, namespace: str) -> list[dict[str, Any]]:
+        """Every ScaledApp of ``namespace`` as the API server has it now."""
+        listing = self.transport.request("GET", path(GROUP, VERSION, SCALEDAPPS, namespace))
+        return list(listing.get("items") or [])
 
     def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         kube_status.patch_status(

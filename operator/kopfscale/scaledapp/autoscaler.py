@@ -15,6 +15,7 @@ and is retried with backoff, a failing metric is a Warning event and its ``error
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -35,7 +36,7 @@ from kopfscale.scaledapp.history import History, parse_time
 from kopfscale.scaledapp.policy import Decision
 from kopfscale.scaledapp.sources import MetricReading, SourceContext
 from kopfscale.scaledapp.spec import ScaledAppSpec, SpecError, parse
-from kopfscale.scaledapp.workload import ScaleState, ScaleTarget, TargetError
+from kopfscale.scaledapp.workload import PodCount, ScaleState, ScaleTarget, TargetError
 
 INVALID_SPEC_RETRY = 30.0
 
@@ -46,6 +47,7 @@ class Api(Protocol):
     def find_target(self, spec: ScaledAppSpec, name: str, namespace: str) -> ScaleTarget: ...
     def read_scale(self, target: ScaleTarget) -> ScaleState: ...
     def patch_scale(self, target: ScaleTarget, replicas: int) -> ScaleState: ...
+    def count_ready_pods(self, namespace: str, selector: str) -> PodCount: ...
     def ensure_deployment(self, manifest: Mapping[str, Any], owner_uid: str) -> tuple[str, ScaleState]: ...
     def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None: ...
     def retire_deployment(self, namespace: str, name: str, owner_uid: str, *, keep: bool) -> str | None: ...
@@ -68,6 +70,7 @@ class Observation:
     target: ScaleTarget
     scale: ScaleState
     readings: list[MetricReading]
+    pods: policy.Pods = policy.ALL_READY  # status.replicas, and the ready Pods when a metric needs them
 
 
 class NotReady(Exception):
@@ -91,13 +94,17 @@ class Autoscaler:
         read: Reader = sources.read,
         replay: flapping.Replay | None = None,
     ) -> None:
-        self.body = body
         self.api = api
         self.deployments = deployments
         self.rivals = rivals  # every autoscaler indexed for a target (the handlers' indexes)
         self.read = read  # the metric sources (a test passes its own)
         self.replay = replay  # the simulator's replay, for the flapping suggestion
         self.logger = logger
+        self.restore(body)
+
+    def restore(self, body: kopf.Body) -> None:
+        """Start from ``body``'s status: what survives a restart, or another replica's turn."""
+        self.body = body
         previous = body.get("status") or {}
         self.history = History.from_status(previous.get("history"), utcnow())
         self.last_scale_time: str | None = previous.get("lastScaleTime")
@@ -112,6 +119,14 @@ class Autoscaler:
         # The parsed spec and the Deployment it asks for, per generation: both are pure
         # functions of the spec, and rebuilding the manifest (copy + hash) every round showed.
         self._parsed: tuple[Any, ScaledAppSpec, dict[str, Any] | None] | None = None
+
+    def update_body(self, body: kopf.Body) -> None:
+        """The ScaledApp as the watch shows it now. Once the watch shows our last status write,
+        that write and the watched status are one object, not two copies."""
+        self.body = body
+        live = body.get("status") or {}
+        if self.written is not None and not st.changed(live, self.written):
+            self.written, self.replaced = dict(live), None
 
     @property
     def name(self) -> str:
@@ -164,13 +179,38 @@ class Autoscaler:
         target, scale = await self.workload(spec, manifest)
         self.check_alone(target)
         ctx = SourceContext(
-            namespace=self.namespace, pod_selector=scale.selector, now=utcnow, scaledapp=self.name
+            namespace=self.namespace,
+            pod_selector=scale.selector,
+            now=utcnow,
+            scaledapp=self.name,
+            polling_interval=spec.polling_interval,  # how long a shared read may be reused
         )
         readings = list(await asyncio.gather(*(self.read(m.name, m.source, ctx) for m in spec.metrics)))
         for metric, reading in zip(spec.metrics, readings, strict=True):
             if reading.error is not None:
                 operator_metrics.record_source_error(self.namespace, self.name, metric.type)
-        return Observation(target, scale, readings)
+        return Observation(target, scale, readings, await self.pods(spec, target, scale, readings))
+
+    async def pods(
+        self, spec: ScaledAppSpec, target: ScaleTarget, scale: ScaleState, readings: list[MetricReading]
+    ) -> policy.Pods:
+        """``status.replicas``, and the Pods Running and Ready when a ``Value`` total needs them
+        (:func:`policy.needs_ready_pods`): the owned Deployment's ``status.readyReplicas`` from the
+        watch, else one Pod list by the ``/scale`` selector. Never a watch of Pods."""
+        if not policy.needs_ready_pods(spec, scale.replicas, readings):
+            return policy.Pods(replicas=scale.status_replicas)
+        if scale.ready_replicas is not None:
+            count = PodCount(listed=scale.status_replicas, ready=scale.ready_replicas)
+        elif not scale.selector:
+            return policy.Pods(scale.status_replicas, error=f"{target} reports no Pod selector")
+        else:
+            try:
+                count = await self.call(self.api.count_ready_pods, self.namespace, scale.selector)
+            except ApiError as e:
+                return policy.Pods(scale.status_replicas, error=f"listing its Pods failed: {e}")
+        if count.listed == 0:  # the HPA's "no pods returned by selector while calculating replica count"
+            return policy.Pods(scale.status_replicas, error=f"{target} has no Pods")
+        return policy.Pods(replicas=scale.status_replicas, ready=count.ready)
 
     async def workload(
         self, spec: ScaledAppSpec, manifest: dict[str, Any] | None
@@ -212,7 +252,7 @@ class Autoscaler:
     def decide(self, spec: ScaledAppSpec, seen: Observation, now: datetime.datetime) -> Decision:
         created = parse_time(self.body.meta.get("creationTimestamp"))
         decision = policy.decide(
-            spec, seen.scale.replicas, seen.readings, self.history, now=now, created=created
+            spec, seen.scale.replicas, seen.readings, self.history, now=now, created=created, pods=seen.pods
         )
         operator_metrics.record_decision(
             self.namespace, self.name, seen.scale.replicas, decision.desired, spec.mode
@@ -225,7 +265,7 @@ class Autoscaler:
         target = seen.target
         if spec.mode == "Auto" and d.desired != d.current:
             try:
-                await self.call(self.api.patch_scale, target, d.desired)
+                await self.call(self.api.patch_scale, target, d.desired, scaling=True)
             except (TargetError, ApiError) as e:
                 message = e.message if isinstance(e, TargetError) else str(e)
                 self.api.post_event(
@@ -380,52 +420,15 @@ class Autoscaler:
         self.written, self.replaced = new, previous
 
     @staticmethod
-    async def call(fn: Callable[..., Any], *args: Any) -> Any:
-        """A blocking API call, off the event loop."""
+    async def call(fn: Callable[..., Any], *args: Any, scaling: bool = False) -> Any:
+        """A blocking API call, off the event loop: in the shared I/O threads, or, for the write
+        that scales a workload, in threads of its own, so that it never waits behind the status
+        writes and reads of a thousand other rounds."""
+        if scaling:
+            return await asyncio.get_running_loop().run_in_executor(_scale_threads, lambda: fn(*args))
         return await asyncio.to_thread(fn, *args)
 
 
-class Stopped(Protocol):
-    """kopf's ``DaemonStopped``: falsy until stopped, and awaitable."""
-
-    def __bool__(self) -> bool: ...
-    def wait(self) -> Awaitable[Any]: ...
-
-
-async def run(
-    loop: Autoscaler, stopped: Stopped, wake: asyncio.Event, logger: kopf.Logger | logging.Logger
-) -> None:
-    """Rounds every ``pollingInterval``, started at once by ``wake`` (a spec change) and ended by ``stopped``.
-
-    One waiter per wake-up: a thousand loops polling for spec changes every second cost a fifth
-    of a core.
-    """
-    clock = asyncio.get_running_loop()
-    stopping = asyncio.ensure_future(stopped.wait())
-    due: float | None = None  # when this round should have started (None: the first, or woken)
-    try:
-        while not stopped:
-            started = clock.time()
-            operator_metrics.record_lateness(started, due)
-            wake.clear()  # before the round reads the spec: a change during the round wakes the next
-            try:
-                delay = await loop.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # never let one bad round kill the loop; back off instead
-                logger.exception(f"Autoscaling round failed: {e}")
-                delay = loop.backoff()
-            due = None if wake.is_set() else started + delay
-            if stopped or wake.is_set():
-                continue
-            woken = asyncio.ensure_future(wake.wait())
-            try:
-                await asyncio.wait(
-                    {stopping, woken},
-                    timeout=max(0.0, started + delay - clock.time()),  # rounds start every `delay` s
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-            finally:
-                woken.cancel()
-    finally:
-        stopping.cancel()
+#: Threads for ``/scale`` writes only (see :meth:`Autoscaler.call`).
+SCALE_THREADS = 8
+_scale_threads = concurrent.futures.ThreadPoolExecutor(SCALE_THREADS, thread_name_prefix="kopfscale-scale")

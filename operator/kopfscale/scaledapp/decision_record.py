@@ -80,9 +80,12 @@ def _untolerated(m: MetricEvaluation, current: int) -> int | None:
     """What the metric would have proposed without the tolerance band."""
     if m.ratio is None:
         return m.recommendation
-    # Both kinds of ratio give the untolerated proposal as current x ratio (for a total per
-    # replica, ratio = value / (target x current)).
-    return math.ceil(current * m.ratio - policy.ROUNDING_EPSILON)
+    if m.adjusted_ratio is not None:  # resource Pods set aside, then counted: that ratio decided
+        return math.ceil((m.pods or current) * m.adjusted_ratio - policy.ROUNDING_EPSILON)
+    # Every kind of ratio gives the untolerated proposal as pods x ratio, over the Pods it was
+    # computed for (for a total per replica, ratio = value / (target x status.replicas)).
+    pods = current if m.pods is None else m.pods
+    return math.ceil(pods * m.ratio - policy.ROUNDING_EPSILON)
 
 
 def raw_desired(d: Decision) -> int:
@@ -142,7 +145,8 @@ def status_fields(d: Decision) -> dict[str, Any]:
     """The recomputable part of ``status.lastDecision`` (kubernetes#138992's shape, our names).
 
     ``currentReplicas``, ``rawDesiredReplicas`` (max of the proposals), ``finalDesiredReplicas``,
-    ``direction``, ``metrics[]`` (``name``, ``value`` or ``error``, ``target``, ``proposal``) and
+    ``direction``, ``metrics[]`` (``name``, ``value`` or ``error``, ``target``, ``pods``,
+    ``adjustedRatio``, ``proposal``) and
     ``constraintsApplied[]`` (``type``, ``replicas`` after it, ``reason`` for the final limits), in
     the order the policy applied them.
     """
@@ -155,6 +159,10 @@ def status_fields(d: Decision) -> dict[str, Any]:
             item["error"] = m.error
         if m.target is not None:
             item["target"] = {"type": m.target.type, "value": _number(m.target.value)}
+        if m.pods is not None:
+            item["pods"] = m.pods
+        if m.adjusted_ratio is not None:
+            item["adjustedRatio"] = round(m.adjusted_ratio, 4)
         if m.recommendation is not None:
             item["proposal"] = m.recommendation
         metrics.append(item)

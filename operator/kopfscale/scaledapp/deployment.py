@@ -93,6 +93,7 @@ def trim_deployment(body: Mapping[str, Any]) -> dict[str, Any]:
         "deleting": bool(meta.get("deletionTimestamp")),
         "replicas": int(spec.get("replicas") or 0),
         "statusReplicas": int((body.get("status") or {}).get("replicas") or 0),
+        "readyReplicas": int((body.get("status") or {}).get("readyReplicas") or 0),
         "matchLabels": dict((spec.get("selector") or {}).get("matchLabels") or {}),
         "problem": deployment_problem(body),
     }
@@ -117,4 +118,5 @@ def indexed_state(
         status_replicas=indexed["statusReplicas"],
         selector=selector_of(labels),
         problem=(str(problem[0]), str(problem[1])) if problem else None,
+        ready_replicas=indexed.get("readyReplicas"),
     )

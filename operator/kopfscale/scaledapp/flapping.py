@@ -34,6 +34,7 @@ CONDITION = "Flapping"
 EVENT_REASON = "Flapping"
 ANNOTATION_CHANGES = "kopfscale.dev/flapping-changes"
 ANNOTATION_WINDOW = "kopfscale.dev/flapping-window-seconds"
+ANNOTATIONS = (ANNOTATION_CHANGES, ANNOTATION_WINDOW)  # every annotation of the ScaledApp read here
 DEFAULT_CHANGES = 3
 DEFAULT_WINDOW_SECONDS = 600
 #: The scale-down windows the suggestion tries, shortest first (the CRD allows up to 3600 s).

@@ -3,15 +3,18 @@
 - create/update/resume: the owned Deployment a ``spec.template`` asks for is created or updated
   at once (:mod:`api`), or the ``scaleTargetRef`` is checked; a missing target is retried with
   the shared backoff.
-- one autoscaling loop per ScaledApp (:mod:`autoscaler`), a kopf daemon; a spec change wakes it.
+- every ScaledApp's rounds run in one scheduler (:mod:`scheduler`, :mod:`rounds`), not a kopf
+  daemon per object: the watch events of ScaledApps, HPAs and owned Deployments tell it what
+  exists and wake the rounds whose decision may have changed. No daemon, no timer and no
+  mandatory delete handler: kopf puts no finalizer on a ScaledApp (and removes the one earlier
+  releases put there).
 - the owned Deployments are watched (a kopf index): a round reads a settled Deployment's scale
   from there and asks the apiserver only when it is missing, foreign or out of date.
-- the metric sources' clients open and close with the operator.
+- every autoscaler of a workload is indexed by its target: one autoscaler per workload.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,17 +23,16 @@ from typing import Any
 import kopf
 
 from kopfscale import GROUP, SCALEDAPPS, VERSION
-from kopfscale import metrics as operator_metrics
 from kopfscale.kube import backoff, indexes
 from kopfscale.kube.errors import ApiError
 from kopfscale.scaledapp import conflicts, deployment, flapping
-from kopfscale.scaledapp.autoscaler import Api, Autoscaler, announce_deployment, run
+from kopfscale.scaledapp.autoscaler import Api, Autoscaler, announce_deployment
+from kopfscale.scaledapp.rounds import Rounds
 from kopfscale.scaledapp.spec import ScaledAppSpec, SpecError, parse
 from kopfscale.scaledapp.workload import TargetError
 from kopfscale.wiring import from_memo
 
 PLURAL = SCALEDAPPS
-WAKE_MEMO_KEY = "autoscaler_wake"  # the per-object memo's event: "the spec changed, start a round"
 MEMO_KEY = "scaledapp"
 
 
@@ -40,6 +42,7 @@ class Wiring:
 
     api: Api
     replay: flapping.Replay | None = None  # the simulator's, for the flapping suggestion
+    rounds: Rounds | None = None  # the scheduler's registry (None: no rounds, e.g. a bare harness)
 
 
 def wiring(memo: Mapping[str, Any]) -> Wiring:
@@ -129,29 +132,51 @@ def retire_old_deployment(api: Api, body: kopf.Body, spec: ScaledAppSpec, logger
         logger.info(message)
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
-async def autoscale(
-    body: kopf.Body,
-    memo: kopf.Memo,
-    stopped: kopf.DaemonStopped,
-    logger: kopf.Logger,
-    scaledapp_deployment_index: kopf.Index[Any, Any] | None = None,
-    **kwargs: Any,
-) -> None:
+def _autoscaler_for(
+    memo: Mapping[str, Any], logger: kopf.Logger, kwargs: Mapping[str, Any]
+) -> Callable[[kopf.Body], Autoscaler]:
+    """How to make the autoscaler of a ScaledApp first seen (the indexes come with every handler)."""
     wired = wiring(memo)
-    loop = Autoscaler(
-        body, logger, wired.api, scaledapp_deployment_index, rivals_in(kwargs), replay=wired.replay
-    )
-    wake = memo[WAKE_MEMO_KEY] = asyncio.Event()  # memo is this object's own (kopf copies it per object)
-    try:
-        await run(loop, stopped, wake, logger)
-    finally:  # its last round may have run after the delete handler forgot its series
-        operator_metrics.forget(loop.namespace, loop.name)
+
+    def make(body: kopf.Body) -> Autoscaler:
+        deployments = kwargs.get("scaledapp_deployment_index")
+        return Autoscaler(body, logger, wired.api, deployments, rivals_in(kwargs), replay=wired.replay)
+
+    return make
 
 
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-async def wake_autoscaler(memo: kopf.Memo, **_: Any) -> None:
-    """A spec change starts a new round now rather than after the current pollingInterval."""
-    wake = memo.get(WAKE_MEMO_KEY)
-    if isinstance(wake, asyncio.Event):
-        wake.set()
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def track_scaledapp(
+    body: kopf.Body, type: str | None, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any
+) -> None:
+    """Every ScaledApp event: a new one starts its rounds, a spec change wakes them, a deletion
+    (or its start: ``deletionTimestamp``) ends them at once."""
+    rounds = wiring(memo).rounds
+    if rounds is None:
+        return
+    rounds.scheduler.adopt_context()  # rounds post events as kopf handlers do (kopf's context)
+    if type == "DELETED" or body.meta.get("deletionTimestamp"):
+        rounds.gone(body)
+    else:
+        rounds.seen(body, _autoscaler_for(memo, logger, kwargs))
+
+
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers")
+async def track_hpa(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    """An HPA (or KEDA's, for a ScaledObject) appearing, moving or going wakes the ScaledApps of
+    its target: the conflict shows, or clears, within a second."""
+    rounds = wiring(memo).rounds
+    if rounds is not None:
+        rounds.hpa_seen(str(body.meta.get("uid")), None if type == "DELETED" else conflicts.hpa_target(body))
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={deployment.SCALEDAPP_LABEL: kopf.PRESENT})
+async def track_owned_deployment(
+    body: kopf.Body, type: str | None, name: str, namespace: str | None, memo: kopf.Memo, **_: Any
+) -> None:
+    """An owned Deployment deleted or changing hands wakes its ScaledApp (recreated or refused at once)."""
+    rounds = wiring(memo).rounds
+    if rounds is None or namespace is None:
+        return
+    owners = tuple(sorted(str(ref.get("uid")) for ref in body.meta.get("ownerReferences") or []))
+    rounds.deployment_seen(namespace, name, None if type == "DELETED" else owners)

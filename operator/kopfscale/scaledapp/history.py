@@ -63,6 +63,11 @@ class History:
         """Recommendations last seen strictly after ``cutoff`` (the HPA's ``timestamp.After``)."""
         return [s.replicas for s in self.recommendations if s.until > cutoff]
 
+    def recommendations_since(self, cutoff: datetime.datetime) -> list[int]:
+        """Recommendations last seen at or after ``cutoff``: the HPA's legacy window (used without
+        ``behavior``) drops only samples ``Before`` its cutoff, so one exactly a window old counts."""
+        return [s.replicas for s in self.recommendations if s.until >= cutoff]
+
     def change_in_period(self, now: datetime.datetime, period_seconds: int) -> tuple[int, int]:
         """(replicas added, replicas removed) by scale events strictly after ``now - period``."""
         cutoff = now - datetime.timedelta(seconds=period_seconds)

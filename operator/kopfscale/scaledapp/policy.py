@@ -7,19 +7,25 @@ horizontal-pod-autoscale/, and the HPA controller's ``normalizeDesiredReplicasWi
 
 1. Per metric, a recommendation (:func:`evaluate_metric`):
    What a number means is the source's declaration (``sources.Meaning``), never its type name:
-   - ``Value`` / ``Utilization``, and ``AverageValue`` of a per-pod source (``PER_POD``: the
-     reading is already an average over the pods): ``ratio = value / target``,
+   - ``Utilization`` and ``AverageValue`` of a per-pod source (``PER_POD``: the reading is
+     already an average over the pods): ``ratio = value / target``,
      ``desired = ceil(current * ratio)``.
-   - ``AverageValue`` of a total (``TOTAL``: prometheus, http): the target is per replica:
-     ``desired = ceil(value / target)``, ``ratio = value / (target * current)``.
+   - ``Value`` of a total (``TOTAL``: prometheus, http; the HPA's External/Object ``Value``):
+     ``ratio = value / target``, ``desired = ceil(ratio * readyPods)``: the Pods Running and
+     Ready, not ``spec.replicas`` (``getUsageRatioReplicaCount``).
+   - ``AverageValue`` of a total: the target is per replica: ``desired = ceil(value / target)``,
+     ``ratio = value / (target * statusReplicas)``, and within the tolerance the proposal is
+     ``statusReplicas``, the Pods the workload has (``GetExternalPerPodMetricReplicas``).
    - A floor (``FLOOR``: cron's ``desiredReplicas`` inside its window, 0 outside): the value is the
      recommendation, and the max over metrics makes it a floor.
    - Tolerance: when ``1 - scaleDown.tolerance <= ratio <= 1 + scaleUp.tolerance`` the metric
-     recommends ``current`` (no change).
+     recommends ``current`` (no change; ``statusReplicas`` for an ``AverageValue`` total).
 2. The recommendation is the **max** over metrics (:func:`combine`). When a metric failed and the
    others recommend fewer replicas than ``current``, the count is held (never scale down on missing
    data); scaling up still happens. A metric failing ``fallback.failureThreshold`` times in a row
-   recommends ``fallback.replicas`` instead. All metrics failing: the count is held.
+   recommends ``fallback.replicas`` instead once its consecutive failures *exceed*
+   ``fallback.failureThreshold`` (KEDA's ``pkg/fallback``: the (N+1)-th failure in a row). All
+   metrics failing: the count is held.
 3. Scale to zero and back, in the same loop (only when ``minReplicas`` is 0; :func:`activate`): a
    metric is active when its value is strictly greater than its ``activationThreshold``. At zero,
    any active metric recommends at least 1, none keeps zero. Above zero, when every metric is
@@ -31,13 +37,17 @@ horizontal-pod-autoscale/, and the HPA controller's ``normalizeDesiredReplicasWi
    ``max``; ``current < min`` → ``min`` (no behaviour applies); no metric readable holds ``current``.
 5. Stabilization (:func:`stabilize`): with ``up`` the lowest and ``down`` the highest of (this
    recommendation and the recommendations seen within the direction's window), the result is
-   ``current`` brought into ``[up, down]``.
+   ``current`` brought into ``[up, down]``. Without ``behavior`` (the HPA controller's legacy path,
+   ``stabilizeRecommendation``): the highest of this recommendation and those seen within the last
+   300 s, the sample exactly 300 s old included.
 6. Rate (:func:`limit`): for each policy, ``periodStart = current - added + removed`` over its
    ``periodSeconds``; scale-up limit ``periodStart + value`` (Pods) or ``ceil(periodStart * (1 +
    value/100))`` (Percent); scale-down limit ``periodStart - value`` or ``trunc(periodStart * (1 -
    value/100))`` (Percent: the allowed change rounds up). ``selectPolicy: Max`` takes the policy
    allowing the biggest change, ``Min`` the smallest, ``Disabled`` forbids that direction. The
    limits never move against the direction (a limit below ``current`` when scaling up means "hold").
+   Without ``behavior`` (``convertDesiredReplicasWithRules``): a scale-up is limited to
+   ``max(2 * current, 4)`` per round and a scale-down is not rate-limited.
 7. Clamp to ``[min, max]`` (with the zero floor of 3).
 
 :func:`step` is one whole round as the operator runs it (decide, then record the scale event in
@@ -54,8 +64,17 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from kopfscale.scaledapp.history import History
-from kopfscale.scaledapp.sources import Meaning
-from kopfscale.scaledapp.spec import MetricSpec, ScaledAppSpec, ScalingRules, Target
+from kopfscale.scaledapp.sources import Meaning, PodSample
+from kopfscale.scaledapp.sources.base import usage_value
+from kopfscale.scaledapp.spec import (
+    LEGACY_DOWNSCALE_WINDOW,
+    LEGACY_SCALE_UP_FACTOR,
+    LEGACY_SCALE_UP_MINIMUM,
+    MetricSpec,
+    ScaledAppSpec,
+    ScalingRules,
+    Target,
+)
 
 # Reasons (CamelCase, as in the HPA's conditions) for what shaped a decision.
 WITHIN_RANGE = "DesiredWithinRange"
@@ -98,7 +117,10 @@ class MetricEvaluation:
     active: bool | None  # None: unknown (failed)
     within_tolerance: bool
     fallback: bool
-    failures: int  # consecutive failures, capped at the failure threshold
+    failures: int  # consecutive failures, capped one above the failure threshold
+    pods: int | None = None  # the Pod count the proposal was computed over (see Proposal)
+    note: str | None = None  # how the Pods counted, when that is not simply ``current``
+    adjusted_ratio: float | None = None  # resource: the ratio once set-aside Pods were counted
 
 
 @dataclass(frozen=True)
@@ -139,11 +161,224 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}" if abs(x) < 1e6 else f"{x:.3e}"
 
 
+def _pods(n: int, kind: str = "") -> str:
+    return f"{n} {kind}Pod{'' if n == 1 else 's'}"
+
+
 def _within(ratio: float, up: ScalingRules, down: ScalingRules) -> bool:
     """Inside the tolerance band, its edges included (a ratio on an edge that float division put a
     hair outside, 0.5199999… for 0.52, is still on the edge)."""
     eps = ROUNDING_EPSILON
     return (1.0 - down.tolerance) - eps <= ratio <= (1.0 + up.tolerance) + eps
+
+
+@dataclass(frozen=True)
+class Pods:
+    """What a round knows of the workload's Pods besides ``spec.replicas`` (``current``).
+
+    The HPA's replica calculator reads them from its Pod informer; kopfscale from the owned
+    Deployment's status, or a Pod list by the ``/scale`` selector when a metric needs it. ``None``
+    means "as many as ``current``": all a simulation can assume.
+    """
+
+    replicas: int | None = None  # the scale's status.replicas: the Pods the workload has
+    ready: int | None = None  # Pods Running and Ready (the HPA's getReadyPodsCount)
+    error: str | None = None  # why the ready Pods could not be counted
+
+
+ALL_READY = Pods()
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """Step 1 for one readable metric: what it proposes and the numbers that explain it."""
+
+    recommendation: int
+    ratio: float | None = None
+    within_tolerance: bool = False
+    pods: int | None = None  # the Pod count the proposal was computed over, when there is one
+    note: str | None = None  # how the Pods counted, when that is not simply ``current``
+    adjusted_ratio: float | None = None  # resource: the ratio once set-aside Pods were counted
+
+
+def propose_floor(value: float) -> Proposal:
+    """A floor (cron): the value is the recommendation."""
+    return Proposal(max(_ceil(value), 0))
+
+
+def propose_total_per_pod(
+    value: float, target: float, current: int, pods: Pods, spec: ScaledAppSpec
+) -> Proposal:
+    """A total against a per-Pod target (the HPA's ``GetExternalPerPodMetricReplicas``): the
+    tolerance is judged per Pod the workload has (``status.replicas``), which are also what a
+    ratio within the tolerance proposes; outside it, ``ceil(value / target)``."""
+    have = current if pods.replicas is None else pods.replicas
+    recommendation = _ceil(value / target)
+    if have == 0:  # no Pods: no ratio (the HPA's is infinite), the total alone decides
+        return Proposal(recommendation)
+    ratio = value / (target * have)
+    within = _within(ratio, spec.behavior.scale_up, spec.behavior.scale_down)
+    note = None if have == current else f"over {_pods(have)}"
+    return Proposal(have if within else recommendation, ratio, within, have, note)
+
+
+def propose_total(
+    value: float, target: float, current: int, pods: Pods, spec: ScaledAppSpec
+) -> Proposal | str:
+    """A total against a ``Value`` target (the HPA's ``getUsageRatioReplicaCount``): outside the
+    tolerance, ``ceil(ratio * ready Pods)`` — the Pods Running and Ready, not ``spec.replicas``.
+    A string: why it cannot be computed (the ready Pods could not be counted)."""
+    ratio = value / target
+    if current == 0:  # activation decides 0 -> 1
+        return Proposal(0, ratio)
+    if _within(ratio, spec.behavior.scale_up, spec.behavior.scale_down):
+        return Proposal(current, ratio, True)
+    if pods.error is not None:
+        return f"{_fmt(value)} read, but the ready Pods could not be counted: {pods.error}"
+    ready = current if pods.ready is None else pods.ready
+    note = None if ready == current else f"x {_pods(ready, 'ready ')}"
+    return Proposal(_ceil(ratio * ready), ratio, False, ready, note)
+
+
+def propose_ratio(value: float, target: float, current: int, spec: ScaledAppSpec) -> Proposal:
+    """Already an average over the Pods (a ``resource`` reading without its Pods): ``ceil(current
+    * ratio)``, the count unchanged within the tolerance."""
+    ratio = value / target
+    if current > 0 and _within(ratio, spec.behavior.scale_up, spec.behavior.scale_down):
+        return Proposal(current, ratio, True, current)
+    return Proposal(_ceil(current * ratio), ratio, False, current if current > 0 else None)
+
+
+def _target_milli(target: float) -> int:
+    """An ``AverageValue`` target in milli-units, rounded up (the HPA's ``MilliValue``)."""
+    return math.ceil(round(target * 1000, 6))
+
+
+def propose_pods(sample: PodSample, target: float, current: int, spec: ScaledAppSpec) -> Proposal:
+    """A ``resource`` reading with its Pods, as the HPA's ``GetResourceReplicas`` (Utilization)
+    and ``calcPlainMetricReplicas`` (AverageValue) count them.
+
+    With no Pod set aside (or only unready ones and no scale-up), ``ceil(ratio * readyPods)``.
+    Otherwise the set-aside Pods are counted: Pods without metrics at 100 % of their request
+    (``AverageValue``: at the target) when the ratio proposes a scale-down and at 0 % when it
+    proposes a scale-up; unready Pods at 0 %, on a scale-up only. If the new ratio is within the
+    tolerance, or points the other way, or its count does, the count stays.
+    """
+    up, down = spec.behavior.scale_up, spec.behavior.scale_down
+    ready, unready, missing = sample.ready, sample.unready, sample.missing
+    ratio = sample.value / target
+    with_unready = unready.count > 0 and ratio > 1.0
+    if not with_unready and missing.count == 0:
+        note = _pods_note(sample, current, ready.count, [])
+        if _within(ratio, up, down):
+            return Proposal(current, ratio, True, ready.count, note)
+        return Proposal(_ceil(ratio * ready.count), ratio, False, ready.count, note)
+
+    usages, requests = list(ready.usages), list(ready.requests)
+    counted: list[str] = []
+    if missing.count and ratio != 1.0:
+        if ratio < 1.0:  # on a scale-down, as if they used their request (or exactly the target)
+            if sample.utilization:
+                share = max(100.0, target)
+                usages += [int(r * share // 100) for r in missing.requests]
+                counted.append(f"{_pods(missing.count)} without metrics at {_fmt(share)}%")
+            else:
+                usages += [_target_milli(target)] * missing.count
+                counted.append(f"{_pods(missing.count)} without metrics at the target")
+        else:  # on a scale-up, as if they used nothing
+            usages += [0] * missing.count
+            counted.append(f"{_pods(missing.count)} without metrics at 0%")
+        requests += list(missing.requests)
+    if with_unready:
+        usages += [0] * unready.count
+        requests += list(unready.requests)
+        counted.append(f"{_pods(unready.count)} not ready at 0%")
+    count = len(usages)
+    adjusted = usage_value(sample.utilization, sum(usages), sum(requests), count) / target
+    direction = "scale-up" if ratio > 1.0 else "scale-down"
+    note = f"{_pods_note(sample, current, ready.count, counted)} ({direction}): ratio {adjusted:.2f}"
+    note += f" over {_pods(count)}"
+    if _within(adjusted, up, down):
+        return Proposal(current, ratio, True, count, note, adjusted)
+    if (ratio < 1.0 < adjusted) or (ratio > 1.0 > adjusted):
+        return Proposal(current, ratio, False, count, note + ", the other way: no change", adjusted)
+    proposal = _ceil(adjusted * count)
+    if (adjusted < 1.0 and proposal > current) or (adjusted > 1.0 and proposal < current):
+        note += f" asks for {proposal}, the other way: no change"
+        return Proposal(current, ratio, False, count, note, adjusted)
+    return Proposal(proposal, ratio, False, count, note, adjusted)
+
+
+def _pods_note(sample: PodSample, current: int, ready: int, counted: list[str]) -> str | None:
+    """How a resource metric's Pods counted, for the explanation; None when simply ``current``."""
+    left_out = []
+    if sample.unready.count and not any("not ready" in c for c in counted):
+        left_out.append(f"{sample.unready.count} not ready")
+    if sample.missing.count and not any("without metrics" in c for c in counted):
+        left_out.append(f"{sample.missing.count} without metrics")
+    if sample.ignored:
+        left_out.append(f"{sample.ignored} deleted or failed")
+    if not counted and not left_out and ready == current:
+        return None
+    text = f"over {_pods(ready, 'ready ')}"
+    if left_out:
+        text += f", {' + '.join(left_out)} left out"
+    if counted:
+        text += "; " + ", ".join(counted)
+    return text
+
+
+def propose(
+    metric: MetricSpec,
+    value: float,
+    current: int,
+    spec: ScaledAppSpec,
+    pods: Pods,
+    sample: PodSample | None = None,
+) -> Proposal | str:
+    """Step 1, by what the number means (``sources.Meaning``), never by the source's type."""
+    target = metric.target
+    if metric.meaning is Meaning.FLOOR or target is None:
+        return propose_floor(value)
+    if metric.meaning is Meaning.PER_POD and sample is not None and current > 0:
+        return propose_pods(sample, target.value, current, spec)
+    if metric.meaning is Meaning.TOTAL and target.type == "AverageValue":
+        return propose_total_per_pod(value, target.value, current, pods, spec)
+    if metric.meaning is Meaning.TOTAL:
+        return propose_total(value, target.value, current, pods, spec)
+    return propose_ratio(value, target.value, current, spec)
+
+
+def needs_ready_pods(spec: ScaledAppSpec, current: int, readings: Sequence[Reading]) -> bool:
+    """Whether this round's proposals need the count of ready Pods: a ``Value`` total read
+    outside its tolerance while the workload has replicas (the only case the HPA counts them)."""
+    by_name = {r.name: r for r in readings}
+    for metric in spec.metrics:
+        reading = by_name.get(metric.name)
+        if metric.meaning is not Meaning.TOTAL or metric.target is None or metric.target.type != "Value":
+            continue
+        if reading is None or reading.error is not None or reading.value is None or current == 0:
+            continue
+        ratio = reading.value / metric.target.value
+        if math.isfinite(ratio) and not _within(ratio, spec.behavior.scale_up, spec.behavior.scale_down):
+            return True
+    return False
+
+
+def _read_error(metric: MetricSpec, reading: Reading | None) -> str | None:
+    """Why the reading is unusable, or None."""
+    if reading is None:
+        return "no reading"
+    value = reading.value
+    if reading.error is not None:
+        return reading.error
+    if value is None or not math.isfinite(value):
+        return f"not a finite number: {value!r}"
+    target = metric.target
+    if target is not None and not math.isfinite(value / target.value):
+        # e.g. a target of 1e-320: the ratio overflows; report it like a failed read.
+        return f"{_fmt(value)} against a target of {target.value:g} is not a finite ratio"
+    return None
 
 
 def evaluate_metric(
@@ -152,23 +387,26 @@ def evaluate_metric(
     current: int,
     spec: ScaledAppSpec,
     previous_failures: int,
+    pods: Pods = ALL_READY,
 ) -> MetricEvaluation:
-    error = None if reading is not None else "no reading"
-    value = reading.value if reading is not None else None
-    if reading is not None:
-        error = reading.error
-        if error is None and (value is None or not math.isfinite(value)):
-            error = f"not a finite number: {value!r}"
-    target = metric.target
-    if error is None and value is not None and target is not None and not math.isfinite(value / target.value):
-        # e.g. a target of 1e-320: the ratio overflows; report it like a failed read.
-        error = f"{_fmt(value)} against a target of {target.value:g} is not a finite ratio"
+    """Step 1: one metric's proposal, or its failure (and fallback)."""
     unread = MetricEvaluation(
         metric.name, metric.type, metric.target, None, None, None, None, None, False, False, 0
     )
-    if error is not None:
-        failures = min(previous_failures + 1, max(spec.failure_threshold, 1))
-        in_fallback = spec.fallback is not None and failures >= spec.fallback.failure_threshold
+    error = _read_error(metric, reading)
+    value = reading.value if reading is not None else None
+    proposal: Proposal | str | None = None
+    if error is None:
+        assert value is not None
+        sample = getattr(reading, "pods", None)
+        proposal = propose(
+            metric, value, current, spec, pods, sample if isinstance(sample, PodSample) else None
+        )
+        if isinstance(proposal, str):
+            error = proposal
+    if error is not None or not isinstance(proposal, Proposal):
+        failures = min(previous_failures + 1, spec.failure_threshold + 1)
+        in_fallback = fallback_applies(spec, failures)
         return replace(
             unread,
             error=error,
@@ -178,32 +416,23 @@ def evaluate_metric(
             failures=failures,
         )
     assert value is not None
-    active = value > metric.activation_threshold
-    behavior = spec.behavior
-    ratio: float | None = None
-    within = False
-    if metric.meaning is Meaning.FLOOR or metric.target is None:
-        recommendation = max(_ceil(value), 0)
-    elif metric.target.type == "AverageValue" and metric.meaning is Meaning.TOTAL:
-        # External metric semantics: a total divided by the per-replica target.
-        recommendation = _ceil(value / metric.target.value)
-        if current > 0:
-            ratio = value / (metric.target.value * current)
-            within = _within(ratio, behavior.scale_up, behavior.scale_down)
-    else:
-        ratio = value / metric.target.value
-        within = current > 0 and _within(ratio, behavior.scale_up, behavior.scale_down)
-        recommendation = _ceil(current * ratio)
-    if within:
-        recommendation = current
     return replace(
         unread,
         value=value,
-        ratio=ratio,
-        recommendation=max(recommendation, 0),
-        active=active,
-        within_tolerance=within,
+        ratio=proposal.ratio,
+        recommendation=max(proposal.recommendation, 0),
+        active=value > metric.activation_threshold,
+        within_tolerance=proposal.within_tolerance,
+        pods=proposal.pods,
+        note=proposal.note,
+        adjusted_ratio=proposal.adjusted_ratio,
     )
+
+
+def fallback_applies(spec: ScaledAppSpec, failures: int) -> bool:
+    """KEDA's rule: a metric falls back once its consecutive failures *exceed* the threshold —
+    the (N+1)-th failure in a row with ``failureThreshold: N`` (``pkg/fallback``: ``> FailureThreshold``)."""
+    return spec.fallback is not None and failures > spec.fallback.failure_threshold
 
 
 def _rate_limit(
@@ -235,6 +464,8 @@ def _rate_limit(
 def keep_seconds(spec: ScaledAppSpec) -> tuple[int, int]:
     """How long recommendations and scale events must be remembered."""
     b = spec.behavior
+    if b.legacy:
+        return LEGACY_DOWNSCALE_WINDOW, 0  # the legacy rule remembers no scale events
     windows = max(b.scale_up.stabilization_window_seconds, b.scale_down.stabilization_window_seconds)
     periods = max([p.period_seconds for p in (*b.scale_up.policies, *b.scale_down.policies)] or [0])
     return windows, periods
@@ -326,6 +557,8 @@ def stabilize(
         # As the HPA does: a fresh (or restarted without history) controller does not scale
         # down before it has watched the scale-down window.
         history = history.record_recommendation(now, current, keep)
+    if spec.behavior.legacy:
+        return _stabilize_legacy(recommendation, history, now)
     up_cutoff = now - datetime.timedelta(seconds=up_rules.stabilization_window_seconds)
     down_cutoff = now - datetime.timedelta(seconds=down_rules.stabilization_window_seconds)
     up_bound = min([recommendation, *history.recommendations_after(up_cutoff)])
@@ -333,6 +566,21 @@ def stabilize(
     stabilized = min(max(current, up_bound), down_bound)
     history = history.record_recommendation(now, recommendation, keep)
     return Stabilized(stabilized, stabilized != recommendation, history)
+
+
+def _stabilize_legacy(recommendation: int, history: History, now: datetime.datetime) -> Stabilized:
+    """No ``behavior``: the highest recommendation of the last 300 s, this one included (the HPA's
+    ``stabilizeRecommendation``). Unlike the behavior windows it is not a band around ``current``:
+    a higher recommendation still in the window is followed up too."""
+    cutoff = now - datetime.timedelta(seconds=LEGACY_DOWNSCALE_WINDOW)
+    stabilized = max([recommendation, *history.recommendations_since(cutoff)])
+    history = history.record_recommendation(now, recommendation, LEGACY_DOWNSCALE_WINDOW)
+    return Stabilized(stabilized, stabilized != recommendation, history)
+
+
+def legacy_scale_up_limit(current: int) -> int:
+    """No ``behavior``: the most a round may scale up to (the HPA's ``calculateScaleUpLimit``)."""
+    return max(LEGACY_SCALE_UP_FACTOR * current, LEGACY_SCALE_UP_MINIMUM)
 
 
 @dataclass(frozen=True)
@@ -354,6 +602,8 @@ def limit(
     now: datetime.datetime,
 ) -> Limited:
     """The behavior policies' rate limits in the direction of change, then the bounds."""
+    if spec.behavior.legacy:
+        return _limit_legacy(spec, current, stabilized, floor, floor_reason)
     if stabilized > current:
         rate = _rate_limit(spec.behavior.scale_up, current, history, now, up=True)
         if rate is None:
@@ -374,6 +624,22 @@ def limit(
         bottom, reason = (rate, SCALE_DOWN_LIMIT) if floor < rate else (floor, floor_reason)
         if stabilized < bottom:
             return Limited(bottom, reason, True)
+    return Limited(stabilized, WITHIN_RANGE, False)
+
+
+def _limit_legacy(
+    spec: ScaledAppSpec, current: int, stabilized: int, floor: int, floor_reason: str
+) -> Limited:
+    """No ``behavior`` (the HPA's ``convertDesiredReplicasWithRules``): up to max(2 x current, 4)
+    per round, never above ``maxReplicas``; a scale-down only stops at the floor."""
+    up_limit = legacy_scale_up_limit(current)
+    ceiling, reason = (
+        (up_limit, SCALE_UP_LIMIT) if spec.max_replicas > up_limit else (spec.max_replicas, TOO_MANY_REPLICAS)
+    )
+    if stabilized < floor:
+        return Limited(floor, floor_reason, True)
+    if stabilized > ceiling:
+        return Limited(ceiling, reason, True)
     return Limited(stabilized, WITHIN_RANGE, False)
 
 
@@ -398,13 +664,15 @@ def decide(
     *,
     now: datetime.datetime,
     created: datetime.datetime | None = None,
+    pods: Pods = ALL_READY,
     assume_scaled: bool = False,
 ) -> Decision:
-    """The numbered steps of the module docstring, in order. ``assume_scaled``: the history also
-    records the scale event, as after a successful write in mode Auto (see :data:`step`)."""
+    """The numbered steps of the module docstring, in order. ``pods``: what the round knows of the
+    workload's Pods (:class:`Pods`; by default every replica exists and is ready). ``assume_scaled``:
+    the history also records the scale event, as after a successful write in mode Auto (see :data:`step`)."""
     by_name = {r.name: r for r in readings}
     metrics = tuple(
-        evaluate_metric(m, by_name.get(m.name), current, spec, history.failures.get(m.name, 0))
+        evaluate_metric(m, by_name.get(m.name), current, spec, history.failures.get(m.name, 0), pods)
         for m in spec.metrics
     )  # 1
     history = history.with_failures({m.name: m.failures for m in metrics})
@@ -470,6 +738,8 @@ def describe_metric(m: MetricEvaluation) -> str:
     text = f"{m.name}: {_fmt(m.value)}{unit} (target {m.target.type} {_fmt(m.target.value)}{unit}"
     if m.ratio is not None:
         text += f", ratio {m.ratio:.2f}" if abs(m.ratio) < 1e6 else f", ratio {m.ratio:.3e}"
+    if m.note:
+        text += f" {m.note}"
     text += ")"
     if m.within_tolerance:
         text += " within tolerance"
@@ -491,6 +761,11 @@ def _with_explanation(d: Decision, spec: ScaledAppSpec) -> Decision:
         parts.append(f"{direction} stabilization window holds {d.stabilized}")
     if d.reason != WITHIN_RANGE and (d.limited or d.reason in (PAUSED, ALL_METRICS_FAILED)):
         text = _REASON_TEXT.get(d.reason, d.reason)
+        if d.reason == SCALE_UP_LIMIT and spec.behavior.legacy:
+            text = (
+                f"limited by the scale-up limit without behavior: max(2 x {d.current}, 4) = "
+                f"{legacy_scale_up_limit(d.current)}"
+            )
         if d.reason in (COOLDOWN, INITIAL_COOLDOWN) and d.zero_wait_seconds is not None:
             text += f" ({d.zero_wait_seconds:.0f}s left)"
         if d.reason != ALL_METRICS_FAILED:

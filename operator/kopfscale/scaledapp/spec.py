@@ -30,6 +30,14 @@ DEFAULT_FAILURE_THRESHOLD = 3  # consecutive failures counted when no fallback i
 DEFAULT_SCALE_DOWN_WINDOW = 300
 DEFAULT_SCALE_UP_WINDOW = 0
 
+# Without any ``behavior`` the HPA controller does not use those defaults (the API server fills
+# them in only when ``behavior`` is present): ``horizontal.go`` takes its legacy path, a scale-up
+# of at most max(2 x current, 4) per round and a scale-down stabilized over the controller's
+# --horizontal-pod-autoscaler-downscale-stabilization (5 min), with no scale-down rate limit.
+LEGACY_SCALE_UP_FACTOR = 2
+LEGACY_SCALE_UP_MINIMUM = 4
+LEGACY_DOWNSCALE_WINDOW = 300
+
 
 @dataclass(frozen=True)
 class Target:
@@ -72,6 +80,10 @@ DEFAULT_SCALE_DOWN_POLICIES = (ScalingPolicy("Percent", 100, 15),)
 
 @dataclass(frozen=True)
 class Behavior:
+    """``spec.behavior``. ``legacy``: the spec has no ``behavior`` at all, so the HPA controller's
+    legacy rule applies (see :data:`LEGACY_SCALE_UP_FACTOR`); the rules below then only give the
+    tolerance (0.1 each way) and the scale-down window (300 s)."""
+
     scale_up: ScalingRules = field(
         default_factory=lambda: ScalingRules(
             DEFAULT_SCALE_UP_WINDOW, "Max", DEFAULT_SCALE_UP_POLICIES, DEFAULT_TOLERANCE
@@ -82,6 +94,7 @@ class Behavior:
             DEFAULT_SCALE_DOWN_WINDOW, "Max", DEFAULT_SCALE_DOWN_POLICIES, DEFAULT_TOLERANCE
         )
     )
+    legacy: bool = False
 
 
 @dataclass(frozen=True)
@@ -226,11 +239,13 @@ def parse(spec: Mapping[str, Any]) -> ScaledAppSpec:
         raise SpecError("at least one metric is required")
     metrics = tuple(_metric(m) for m in raw_metrics)
 
-    raw_behavior = spec.get("behavior") or {}
+    raw_behavior = spec.get("behavior")
     defaults = Behavior()
     behavior = Behavior(
-        scale_up=_rules(raw_behavior.get("scaleUp"), defaults.scale_up, "behavior.scaleUp"),
-        scale_down=_rules(raw_behavior.get("scaleDown"), defaults.scale_down, "behavior.scaleDown"),
+        scale_up=_rules((raw_behavior or {}).get("scaleUp"), defaults.scale_up, "behavior.scaleUp"),
+        scale_down=_rules((raw_behavior or {}).get("scaleDown"), defaults.scale_down, "behavior.scaleDown"),
+        # As the HPA: only a spec without any behavior (not even `behavior: {}`) is legacy.
+        legacy=raw_behavior is None,
     )
     raw_fallback = spec.get("fallback")
     fallback = None

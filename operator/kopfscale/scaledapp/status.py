@@ -5,7 +5,8 @@ Conditions (``metav1.Condition``, via :mod:`kopfscale.conditions`):
 - ``Ready``: the workload can be read and scaled (``False`` with the reason when not).
 - ``Active``: some metric is above its ``activationThreshold`` (``Unknown`` when one failed).
 - ``ScalingLimited``: the policies, the bounds or the cooldown changed the recommendation.
-- ``Fallback``: a metric failed ``fallback.failureThreshold`` times and ``fallback.replicas`` applies.
+- ``Fallback``: a metric failed more than ``fallback.failureThreshold`` times in a row (KEDA's
+  rule: the (N+1)-th failure) and ``fallback.replicas`` applies.
 - ``Paused``: ``spec.paused`` holds the count.
 """
 
@@ -38,6 +39,12 @@ LIMIT_MESSAGES = {
     policy.INITIAL_COOLDOWN: "every metric is inactive; scale to zero waits for initialCooldownPeriod",
 }
 
+#: Without ``behavior`` the scale-up limit is the HPA controller's legacy one.
+LEGACY_SCALE_UP_MESSAGE = (
+    "the desired count is increasing faster than the maximum scale rate "
+    "(no behavior: at most max(2 x current, 4) per round)"
+)
+
 
 def _num(x: float) -> float | int:
     """Whole numbers as integers (``50`` rather than ``50.0``), others rounded for readability."""
@@ -52,6 +59,10 @@ def metric_status(m: MetricEvaluation) -> dict[str, Any]:
         item["value"] = _num(m.value)
     if m.ratio is not None:
         item["ratio"] = round(m.ratio, 4)
+    if m.pods is not None:
+        item["pods"] = m.pods
+    if m.adjusted_ratio is not None:
+        item["adjustedRatio"] = round(m.adjusted_ratio, 4)
     if m.recommendation is not None:
         item["recommendation"] = m.recommendation
     if m.active is not None:
@@ -103,7 +114,10 @@ def decision_conditions(
         active = cond(ACTIVE, "Unknown", "MetricsUnavailable", f"cannot tell: failed to read {failed}")
 
     if d.limited and d.reason in LIMIT_MESSAGES:
-        limited = cond(LIMITED, True, d.reason, f"{LIMIT_MESSAGES[d.reason]} ({d.stabilized} -> {d.desired})")
+        text = LIMIT_MESSAGES[d.reason]
+        if d.reason == policy.SCALE_UP_LIMIT and spec.behavior.legacy:
+            text = LEGACY_SCALE_UP_MESSAGE
+        limited = cond(LIMITED, True, d.reason, f"{text} ({d.stabilized} -> {d.desired})")
     else:
         limited = cond(
             LIMITED, False, policy.WITHIN_RANGE, "the desired count is within the acceptable range"
@@ -117,8 +131,8 @@ def decision_conditions(
             True,
             "FallbackActive",
             (
-                f"{', '.join(m.name for m in in_fallback)} failed "
-                f"{spec.fallback.failure_threshold} times in a row; "
+                f"{', '.join(m.name for m in in_fallback)} failed more than "
+                f"fallback.failureThreshold={spec.fallback.failure_threshold} times in a row; "
                 f"counting as fallback.replicas={spec.fallback.replicas}"
             ),
         )

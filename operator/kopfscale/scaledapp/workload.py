@@ -53,6 +53,15 @@ class ScaleState:
     status_replicas: int
     selector: str | None  # label selector of the pods (for resource metrics)
     problem: tuple[str, str] | None = None  # (reason, message) of an owned Deployment that is failing
+    ready_replicas: int | None = None  # the owned Deployment's status.readyReplicas; None: not known
+
+
+@dataclass(frozen=True)
+class PodCount:
+    """The workload's Pods by its selector, as the HPA's ``getReadyPodsCount`` counts them."""
+
+    listed: int
+    ready: int  # phase Running and condition Ready True
 
 
 class Discovery:
@@ -139,6 +148,25 @@ def read_scale(transport: Transport, target: ScaleTarget) -> ScaleState:
         return scale_state(transport.request("GET", target.scale_path))
     except ApiError as e:
         raise target_error(e, target) from None
+
+
+def is_running_and_ready(pod: Mapping[str, Any]) -> bool:
+    status = pod.get("status")
+    if not isinstance(status, Mapping) or status.get("phase") != "Running":
+        return False
+    conditions = status.get("conditions")
+    return any(
+        isinstance(c, Mapping) and c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (conditions if isinstance(conditions, list) else [])
+    )
+
+
+def count_ready_pods(transport: Transport, namespace: str, selector: str) -> PodCount:
+    """The Pods matching ``selector`` and how many are Running and Ready: one list, in the
+    namespace only, filtered by the API server (no watch; only when a metric needs it)."""
+    listing = transport.request("GET", path("", "v1", "pods", namespace), query=[("labelSelector", selector)])
+    items = [p for p in (listing or {}).get("items") or [] if isinstance(p, Mapping)]
+    return PodCount(listed=len(items), ready=sum(1 for p in items if is_running_and_ready(p)))
 
 
 def patch_scale(transport: Transport, target: ScaleTarget, replicas: int) -> ScaleState:

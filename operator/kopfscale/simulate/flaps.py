@@ -27,8 +27,8 @@ def replay_changes(tracker: Tracker, spec: ScaledAppSpec, window: int) -> int:
     )
     candidate = replay.replay_spec(spec)
     down = replace(candidate.behavior.scale_down, stabilization_window_seconds=window)
-    candidate = replace(
-        candidate, mode="Auto", paused=False, behavior=replace(candidate.behavior, scale_down=down)
-    )
+    # Suggesting a window means writing `behavior`: the replay leaves the legacy rule too.
+    behavior = replace(candidate.behavior, scale_down=down, legacy=False)
+    candidate = replace(candidate, mode="Auto", paused=False, behavior=behavior)
     run = engine.run(candidate, trace, start_replicas=first.current)
     return direction_changes([Move(t.time, t.current, t.replicas) for t in run.ticks if t.scaled])

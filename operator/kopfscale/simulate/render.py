@@ -2,8 +2,8 @@
 
 JSON is a list with one object per tick; the keys are stable (new ones may be added, none renamed):
 ``time`` (RFC 3339), ``offsetSeconds``, ``currentReplicas``, ``metrics`` (per metric: ``name``,
-``type``, ``value``, ``target``, ``proposal``, ``ratio``, ``active``, ``withinTolerance``, ``error``,
-``fallback``), ``rawDesiredReplicas``, ``recommendation``, ``stabilizedReplicas``,
+``type``, ``value``, ``target``, ``proposal``, ``ratio``, ``pods``, ``active``, ``withinTolerance``,
+``error``, ``fallback``), ``rawDesiredReplicas``, ``recommendation``, ``stabilizedReplicas``,
 ``desiredReplicas``, ``replicas``, ``scaled``, ``limitedBy``, ``constraints``, ``reason``,
 ``message`` and ``lastDecision`` (what the operator writes to ``status.lastDecision``).
 """
@@ -39,6 +39,7 @@ def metric_object(m: MetricEvaluation) -> dict[str, Any]:
         "target": None if m.target is None else {"type": m.target.type, "value": _num(m.target.value)},
         "proposal": m.recommendation,
         "ratio": None if m.ratio is None else round(m.ratio, 4),
+        "pods": m.pods,
         "active": m.active,
         "withinTolerance": m.within_tolerance,
         "error": m.error,

@@ -129,4 +129,4 @@ def test_utilization_and_average_value_from_metrics_server(cluster: Cluster, nam
     reading = read(namespace, "cpu", "Utilization", selector="app=nothing")
     assert reading.value is None
     assert reading.error is not None
-    assert "no cpu metrics for any running pod" in reading.error
+    assert reading.error == "resource cpu: no pods match the workload's selector"

@@ -49,7 +49,11 @@ def pod(name: str, *, deleting: bool = False) -> dict[str, Any]:
         "spec": {
             "containers": [{"name": n, "image": "x", "resources": {"requests": r}} for n, r in requests]
         },
-        "status": {"phase": "Running"},
+        "status": {
+            "phase": "Running",
+            "startTime": "2024-03-04T10:00:00Z",
+            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2024-03-04T10:00:12Z"}],
+        },
     }
 
 
@@ -78,9 +82,10 @@ def spec(resource: str, target: str, **extra: Any) -> dict[str, Any]:
 
 def test_cpu_utilization(fake_api: StubServer) -> None:
     reading = read_once(spec("cpu", "Utilization"), namespace="shop", pod_selector="app=web,tier in (front)")
-    # usage (0.29 + 0.01) + (0.12 + 0.01) = 0.43 cores over requests 2 * 0.3 = 0.6 cores
+    # usage (0.29 + 0.01) + (0.12 + 0.01) = 0.43 cores over requests 2 * 0.3 = 0.6 cores: 71.67 %,
+    # reported in whole percent (truncated) as the HPA does.
     assert reading.error is None
-    assert reading.value == pytest.approx(100 * 0.43 / 0.6)
+    assert reading.value == 71.0
     selectors = {
         urllib.parse.parse_qs(urllib.parse.urlsplit(r.path).query)["labelSelector"][0]
         for r in fake_api.requests

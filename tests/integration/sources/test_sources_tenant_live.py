@@ -277,7 +277,7 @@ def test_cookies_are_never_kept_nor_shared_between_scaledapps(two_servers: tuple
     a.routes["/tenant-b"] = (200, {}, b'{"load": 2}')
 
     async def main() -> None:
-        from kopfscale.scaledapp.sources import SourceContext, opened, read_metric
+        from kopfscale.scaledapp.sources import SourceContext, opened, read_metric, shared
 
         def ctx(name: str) -> SourceContext:
             return SourceContext(namespace="team", pod_selector=None, now=lambda: None, scaledapp=name)  # type: ignore[arg-type,return-value]
@@ -285,6 +285,7 @@ def test_cookies_are_never_kept_nor_shared_between_scaledapps(two_servers: tuple
         async with opened():  # one operator, the same clients for both ScaledApps
             assert (await read_metric(spec(f"{a.url}/tenant-a"), ctx("a"))).value == 1.0
             assert (await read_metric(spec(f"{a.url}/tenant-b"), ctx("b"))).value == 2.0
+            await asyncio.sleep(shared.DEFAULT_AGE)  # a's next round: its first read is too old to share
             assert (await read_metric(spec(f"{a.url}/tenant-a"), ctx("a"))).value == 1.0
 
     asyncio.run(main())

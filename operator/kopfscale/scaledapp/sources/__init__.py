@@ -25,11 +25,13 @@ from typing import Any
 
 import aiohttp
 
-from kopfscale.scaledapp.sources import cron, fetch, http_json, prometheus, resource
+from kopfscale.scaledapp.sources import cron, fetch, http_json, prometheus, resource, shared
 from kopfscale.scaledapp.sources.base import (
     DEFAULT_TIMEOUT,
     Meaning,
     MetricReading,
+    PodGroup,
+    PodSample,
     Scaler,
     SourceContext,
     SourceError,
@@ -43,6 +45,8 @@ __all__ = [
     "REGISTRY",
     "Meaning",
     "MetricReading",
+    "PodGroup",
+    "PodSample",
     "Scaler",
     "SourceContext",
     "SourceError",
@@ -102,14 +106,21 @@ def parse_source(metric: Any) -> SourceSpec:
 
 
 async def read(name: str, source: SourceSpec, ctx: SourceContext) -> MetricReading:
-    """Read one metric within its timeout. Never raises: failures come back as ``.error``."""
+    """Read one metric within its timeout. Never raises: failures come back as ``.error``.
+
+    A read identical to another ScaledApp's (same request, same credentials) in flight or just
+    done is answered by that one (:mod:`shared`; ``ctx.polling_interval`` bounds how old).
+    """
     label = source.label
     try:
         async with asyncio.timeout(source.timeout):
-            value = await source.scaler.read(source.config, ctx)
+            value = await shared.FLIGHTS.read(source.scaler, source.config, source.timeout, ctx)
+        pods = value if isinstance(value, PodSample) else None
+        if pods is not None:
+            value = pods.value
         if not isinstance(value, float | int) or not math.isfinite(value):
             raise SourceError(f"read a non-finite value {value!r}")
-        return MetricReading(name=name, value=float(value))
+        return MetricReading(name=name, value=float(value), pods=pods)
     except SourceError as e:
         return MetricReading(name=name, error=f"{label}: {e}")
     except TimeoutError:
@@ -136,12 +147,14 @@ async def open_all(settings: OperatorSettings | None = None) -> None:
     """Open every scaler's client with the operator's settings (its startup); a tool or a test
     without settings gets the ones the environment says."""
     given = settings if settings is not None else load_settings()
+    shared.FLIGHTS.close()
     for scaler in REGISTRY.values():
         await scaler.open(given)
 
 
 async def close_all() -> None:
     """Close every scaler's client (the operator's cleanup); safe to call twice."""
+    shared.FLIGHTS.close()
     for scaler in REGISTRY.values():
         await scaler.close()
 

@@ -18,7 +18,7 @@ import math
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 if TYPE_CHECKING:
@@ -28,12 +28,62 @@ DEFAULT_TIMEOUT = 3.0  # seconds, per source read, unless the source's ``timeout
 
 
 @dataclass(frozen=True)
+class PodGroup:
+    """Pods of one kind in a per-Pod metric: each one's usage and request in milli-units
+    (``MilliValue``, as the HPA sums them; a request is 0 when the target does not need it)."""
+
+    usages: tuple[int, ...] = ()
+    requests: tuple[int, ...] = ()
+
+    @property
+    def count(self) -> int:
+        return len(self.requests)
+
+
+@dataclass(frozen=True)
+class PodSample:
+    """A ``resource`` reading's Pods, grouped as the HPA's replica calculator groups them
+    (``groupPods`` in replica_calculator.go), for the policy to count them as the HPA does:
+
+    - ``ready``: Pods with metrics that count (for cpu, also past their start-up, see resource.py);
+    - ``unready``: set aside: Pending, or (cpu) not yet ready or still starting;
+    - ``missing``: set aside: Pods without metrics;
+    - ``ignored``: never counted: being deleted, or Failed.
+
+    ``value`` is what the HPA reports over the ready Pods: whole percent of their requests
+    (truncated) for ``Utilization``, else their mean usage in base units (milli-units truncated).
+    """
+
+    utilization: bool
+    ready: PodGroup
+    unready: PodGroup = PodGroup()
+    missing: PodGroup = PodGroup()
+    ignored: int = 0
+
+    @property
+    def value(self) -> float:
+        return usage_value(
+            self.utilization, sum(self.ready.usages), sum(self.ready.requests), self.ready.count
+        )
+
+
+def usage_value(utilization: bool, usage: int, requests: int, count: int) -> float:
+    """The HPA's numbers (metrics/utilization.go): ``int(100 * usage / requests)`` percent, or the
+    mean usage ``usage // count`` milli-units, in base units."""
+    if utilization:
+        return float(usage * 100 // requests)
+    return (usage // count) / 1000
+
+
+@dataclass(frozen=True)
 class MetricReading:
-    """The outcome of reading one metric: either ``value`` or ``error`` is set."""
+    """The outcome of reading one metric: either ``value`` or ``error`` is set; ``pods`` for a
+    per-Pod metric whose Pods were seen (:class:`PodSample`)."""
 
     name: str
     value: float | None = None
     error: str | None = None
+    pods: PodSample | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -44,6 +94,9 @@ class SourceContext:
     pod_selector: str | None  # label selector of the scaled workload's pods (used by ``resource``)
     now: Callable[[], datetime.datetime]  # injectable clock (used by ``cron``)
     scaledapp: str = ""  # the ScaledApp reading (its per-tenant budgets are keyed by it)
+    #: Seconds between the ScaledApp's rounds: a result shared with another ScaledApp's identical
+    #: read is given to this one only while it is younger than half of it (and 1 s), see ``shared``.
+    polling_interval: float | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +105,30 @@ class Tenant:
 
     namespace: str
     scaledapp: str
+
+
+class Askers:
+    """The ScaledApps one read is made for: the one that started it, then any that joined it.
+
+    A read shared between ScaledApps (``shared``) is charged to one of them at a time: its
+    in-flight budget to the one that started it, its evaluation to the first with a free slot
+    (``evaluation``). Those waiting for a slot are woken when another ScaledApp joins.
+    """
+
+    def __init__(self, first: Tenant) -> None:
+        self.tenants: dict[Tenant, None] = {first: None}  # in the order they came (a set, ordered)
+        self._watchers: set[Callable[[], None]] = set()
+
+    def join(self, tenant: Tenant) -> None:
+        if tenant not in self.tenants:
+            self.tenants[tenant] = None
+            for notify in list(self._watchers):
+                notify()
+
+    def watch(self, notify: Callable[[], None]) -> Callable[[], None]:
+        """Call ``notify`` whenever a ScaledApp joins; returns the function that stops it."""
+        self._watchers.add(notify)
+        return lambda: self._watchers.discard(notify)
 
 
 class SourceError(Exception):
@@ -68,6 +145,10 @@ class Meaning(enum.Enum):
     PER_POD = "perPod"
     #: A replica count to keep at least (KEDA's cron): no target, the max over metrics makes it a floor.
     FLOOR = "floor"
+
+
+def _nothing() -> None:
+    pass
 
 
 Config = Mapping[str, Any]
@@ -89,8 +170,31 @@ class Scaler(abc.ABC, Generic[ConfigT]):
         """A short name for humans, from the raw block (it also prefixes the block's parse errors)."""
 
     @abc.abstractmethod
-    async def read(self, config: ConfigT, ctx: SourceContext) -> float:
-        """One finite number, or :class:`SourceError` with a reason fit for status."""
+    async def read(self, config: ConfigT, ctx: SourceContext) -> float | PodSample:
+        """One finite number (or, for a per-Pod metric, its Pods: :class:`PodSample`), or
+        :class:`SourceError` with a reason fit for status."""
+
+    # --- identical reads once (``shared``): a source whose reads are requests opts in ----------
+
+    async def resolve(self, config: ConfigT, ctx: SourceContext) -> Any | None:
+        """The read with everything resolved for this ScaledApp (URL, headers with the values of
+        its Secrets, CA): a frozen dataclass on which the result depends and nothing else.
+
+        ScaledApps whose reads resolve equal (and have the same timeout) share one ``perform``.
+        None, the default: never shared, ``read`` is called for each. Raise :class:`SourceError`
+        for what cannot be resolved (a missing Secret).
+        """
+        return None
+
+    async def admit(self, tenant: Tenant) -> Callable[[], None]:
+        """Take a slot of the in-flight budget of the ScaledApp starting a read; returns the
+        function that gives it back (a shared read holds one slot, of the ScaledApp that started
+        it, until it ends). No budget by default."""
+        return _nothing
+
+    async def perform(self, resolved: Any, askers: Askers) -> float:
+        """Do a read ``resolve`` returned, for every ScaledApp in ``askers`` (never their configs)."""
+        raise NotImplementedError(f"{self.type}: resolve() returned a read but perform() is missing")
 
     async def open(self, settings: OperatorSettings) -> None:
         """Start the source's client with the operator's settings (its startup); nothing by default."""

@@ -189,13 +189,17 @@ async def resolve(creds: Credentials, namespace: str, cache: SecretCache = SECRE
 _contexts: dict[str, ssl.SSLContext] = {}
 
 
-async def ssl_context(
-    creds: Credentials, namespace: str, cache: SecretCache = SECRETS
-) -> ssl.SSLContext | None:
-    """A TLS context trusting only ``tls.ca`` (None: the system's CAs)."""
+async def ca_bundle(creds: Credentials, namespace: str, cache: SecretCache = SECRETS) -> str | None:
+    """The PEM of ``tls.ca`` (None: the system's CAs)."""
     if creds.ca is None:
         return None
-    pem = await cache.get(namespace, creds.ca.ref) if creds.ca.ref is not None else creds.ca.clear or ""
+    return await cache.get(namespace, creds.ca.ref) if creds.ca.ref is not None else creds.ca.clear or ""
+
+
+def context_for(pem: str | None) -> ssl.SSLContext | None:
+    """A TLS context trusting only the CAs of ``pem`` (None: the system's CAs)."""
+    if pem is None:
+        return None
     digest = hashlib.sha256(pem.encode()).hexdigest()
     context = _contexts.get(digest)
     if context is None:

@@ -3,7 +3,7 @@
 The event loop serves every watch, every autoscaling loop and kopf's liveness probe; a
 tenant's 1 MiB document searched with ``$..`` costs about a second of CPU. Small documents (the
 usual few hundred bytes) are evaluated inline; larger ones in a few worker threads, at most one
-per ScaledApp at a time.
+per ScaledApp at a time (a shared read's evaluation is charged to one of the ScaledApps sharing it).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from kopfscale.scaledapp.sources.base import Tenant
+from kopfscale.scaledapp.sources.base import Askers
 
 T = TypeVar("T")
 
@@ -31,15 +31,19 @@ class Evaluator:
     cannot be killed); the ScaledApp's slot is freed only then, so one tenant never occupies
     more than one worker however often it retries. Bounded documents and the refused grammar
     keep that end near.
+
+    A read shared by several ScaledApps (``shared``) is evaluated once, charged to the first of
+    them whose slot is free: no ScaledApp runs two evaluations at once, and none waits behind
+    another's (a ScaledApp busy with its own large documents cannot hold up a read it shares).
     """
 
     def __init__(self, workers: int = EVALUATORS) -> None:
         self._workers = workers
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._busy: set[tuple[str, str]] = set()
-        self._freed: dict[tuple[str, str], asyncio.Event] = {}
+        self._waiters: set[asyncio.Event] = set()  # woken when a slot is freed
 
-    async def __call__(self, size: int, tenant: Tenant, fn: Callable[..., T], *args: Any) -> T:
+    async def __call__(self, size: int, askers: Askers, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)``: inline when ``size`` (of the document) is small, else in a worker."""
         if size <= INLINE_BYTES:
             return fn(*args)
@@ -47,18 +51,14 @@ class Evaluator:
             self._pool = concurrent.futures.ThreadPoolExecutor(
                 self._workers, thread_name_prefix="kopfscale-eval"
             )
-        key = (tenant.namespace, tenant.scaledapp)
-        while key in self._busy:  # this ScaledApp's previous evaluation is still running
-            await self._freed.setdefault(key, asyncio.Event()).wait()
-        self._busy.add(key)
+        key = await self._slot(askers)
         loop = asyncio.get_running_loop()
         future = self._pool.submit(fn, *args)
 
         def free(_: object) -> None:
             self._busy.discard(key)
-            event = self._freed.pop(key, None)
-            if event is not None:
-                event.set()
+            for waiter in self._waiters:
+                waiter.set()
 
         def done(f: object) -> None:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
@@ -66,6 +66,25 @@ class Evaluator:
 
         future.add_done_callback(done)
         return await asyncio.wrap_future(future)
+
+    async def _slot(self, askers: Askers) -> tuple[str, str]:
+        """The slot of the first asker that has it free, taken; waits while every asker is busy
+        (their previous evaluations still running), woken by a freed slot or a new asker."""
+        woken = asyncio.Event()
+        stop_watching = askers.watch(woken.set)
+        self._waiters.add(woken)
+        try:
+            while True:
+                for tenant in askers.tenants:
+                    key = (tenant.namespace, tenant.scaledapp)
+                    if key not in self._busy:
+                        self._busy.add(key)
+                        return key
+                woken.clear()
+                await woken.wait()
+        finally:
+            self._waiters.discard(woken)
+            stop_watching()
 
     def close(self) -> None:
         if self._pool is not None:

@@ -11,9 +11,11 @@ is where a request is kept to what that author could do alone (see docs/deploy.m
   most :data:`MAX_REDIRECTS` hops, each hop checked again: headers and credentials never travel
   to a host the author did not name.
 - **No cookie jar**: a cookie one endpoint sets is never sent anywhere, to no tenant.
-- **Per-ScaledApp budget**: at most :data:`PER_SCALEDAPP` requests of one ScaledApp (and
-  :data:`PER_NAMESPACE` of one namespace) at a time, so slow endpoints of one tenant cannot hold
-  the whole pool while the others time out.
+- **Per-ScaledApp budget**: at most :data:`PER_SCALEDAPP` reads of one ScaledApp (and
+  :data:`PER_NAMESPACE` of one namespace) in flight at a time, so slow endpoints of one tenant
+  cannot hold the whole pool while the others time out. The read path takes a slot
+  (:meth:`HttpClient.admit`) before it starts a read; a read shared by several ScaledApps
+  (``shared``) holds one slot, of the ScaledApp that started it.
 - **No read-back**: an error names the status code, the content type and the size — never bytes
   of the body, nor the server's own reason phrase (also server-chosen text).
 """
@@ -21,23 +23,31 @@ is where a request is kept to what that author could do alone (see docs/deploy.m
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http
 import logging
 import socket
 import ssl
 import urllib.parse
 import weakref
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from kopfscale import egress
-from kopfscale.scaledapp.sources import evaluation
-from kopfscale.scaledapp.sources.base import ConfigT, Scaler, SourceError, Tenant, describe_url, redact_url
+from kopfscale.scaledapp.sources import credentials, evaluation
+from kopfscale.scaledapp.sources.base import (
+    Askers,
+    ConfigT,
+    Scaler,
+    SourceContext,
+    SourceError,
+    Tenant,
+    describe_url,
+    redact_url,
+)
 from kopfscale.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
@@ -58,6 +68,17 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 class EgressRefused(SourceError):
     """The egress policy refused the URL or every address it resolved to (nothing was sent)."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """One GET resolved for a ScaledApp: everything its response depends on, credentials included
+    (``shared`` keys identical reads by it). ``repr`` leaves out the header values and the CA."""
+
+    url: str
+    params: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    ca: str | None = field(default=None, repr=False)  # the PEM trusted; None: the system's CAs
 
 
 @dataclass(frozen=True)
@@ -178,18 +199,26 @@ class HttpClient:
         if session is not None:
             await session.close()
 
-    @contextlib.asynccontextmanager
-    async def _budget(self, tenant: Tenant | None) -> AsyncIterator[None]:
-        if tenant is None:
-            yield
-            return
+    async def admit(self, tenant: Tenant) -> Callable[[], None]:
+        """A slot of the ScaledApp's and of its namespace's budget for one read in flight; returns
+        the function that gives both back (once, from whichever task ends the read)."""
         # The ScaledApp's own slot first: waiting for it must not hold a slot of the namespace
         # (16 queued metrics of two ScaledApps would otherwise hold all 32 and stall the others).
-        async with (
-            self._per_scaledapp.of(tenant.namespace, tenant.scaledapp),
-            self._per_namespace.of(tenant.namespace),
-        ):
-            yield
+        own = self._per_scaledapp.of(tenant.namespace, tenant.scaledapp)
+        await own.acquire()
+        try:
+            shared = self._per_namespace.of(tenant.namespace)
+            await shared.acquire()
+        except BaseException:
+            own.release()
+            raise
+        held = [own, shared]  # given back namespace first
+
+        def release() -> None:
+            while held:
+                held.pop().release()
+
+        return release
 
     async def get(
         self,
@@ -197,39 +226,39 @@ class HttpClient:
         *,
         headers: Mapping[str, str],
         params: Mapping[str, str] | None = None,
-        tenant: Tenant | None = None,
         ssl_context: ssl.SSLContext | None = None,
         limit: int = MAX_BODY_BYTES,
     ) -> Response:
-        """GET ``url`` within the policy, following same-origin redirects; the final response."""
+        """GET ``url`` within the policy, following same-origin redirects; the final response.
+
+        The caller holds the budget (:meth:`admit`)."""
         if self._session is None:
             raise SourceError("the metric sources are not started (the operator is starting or stopping)")
         session = self._session
         current = url
         query: Mapping[str, str] | None = params
-        async with self._budget(tenant):
-            for _hop in range(MAX_REDIRECTS + 1):
-                verdict = egress.check_url(self.policy, current)
-                if not verdict.allowed:
-                    raise EgressRefused(verdict.message)
-                kwargs: dict[str, Any] = {"headers": dict(headers), "params": query, "allow_redirects": False}
-                if ssl_context is not None:
-                    kwargs["ssl"] = ssl_context
-                async with session.get(current, **kwargs) as response:
-                    location = response.headers.get("Location")
-                    if response.status in REDIRECTS and location:
-                        target = urllib.parse.urljoin(str(response.url), location)
-                        if origin(target) != origin(current):
-                            raise SourceError(
-                                f"HTTP {response.status} redirect to another origin, not followed "
-                                "(redirects are followed within the same scheme, host and port only)"
-                            )
-                        current, query = target, None  # the Location carries its own query
-                        continue
-                    body = await read_body(response, limit)
-                    return Response(
-                        response.status, standard_reason(response.status), response.content_type, body
-                    )
+        for _hop in range(MAX_REDIRECTS + 1):
+            verdict = egress.check_url(self.policy, current)
+            if not verdict.allowed:
+                raise EgressRefused(verdict.message)
+            kwargs: dict[str, Any] = {"headers": dict(headers), "params": query, "allow_redirects": False}
+            if ssl_context is not None:
+                kwargs["ssl"] = ssl_context
+            async with session.get(current, **kwargs) as response:
+                location = response.headers.get("Location")
+                if response.status in REDIRECTS and location:
+                    target = urllib.parse.urljoin(str(response.url), location)
+                    if origin(target) != origin(current):
+                        raise SourceError(
+                            f"HTTP {response.status} redirect to another origin, not followed "
+                            "(redirects are followed within the same scheme, host and port only)"
+                        )
+                    current, query = target, None  # the Location carries its own query
+                    continue
+                body = await read_body(response, limit)
+                return Response(
+                    response.status, standard_reason(response.status), response.content_type, body
+                )
         raise SourceError(f"more than {MAX_REDIRECTS} redirects, not followed further")
 
 
@@ -245,6 +274,47 @@ class HttpScaler(Scaler[ConfigT]):
 
     def describe(self, config: Mapping[str, Any]) -> str:
         return describe_url(self.type, config.get(self.url_field))
+
+    async def request(
+        self,
+        ctx: SourceContext,
+        creds: credentials.Credentials,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Request:
+        """The GET of ``url`` for the ScaledApp of ``ctx``, its credentials resolved (Secrets read)."""
+        extra = await credentials.resolve(creds, ctx.namespace)
+        merged = {"Accept": "application/json", **(headers or {}), **extra}
+        return Request(
+            url,
+            tuple((params or {}).items()),
+            tuple(sorted(merged.items())),
+            await credentials.ca_bundle(creds, ctx.namespace),
+        )
+
+    async def send(self, request: Request) -> Response:
+        """Make the request (the caller holds a budget: :meth:`admit`)."""
+        return await self.client.get(
+            request.url,
+            headers=dict(request.headers),
+            params=dict(request.params) or None,
+            ssl_context=credentials.context_for(request.ca),
+        )
+
+    async def admit(self, tenant: Tenant) -> Callable[[], None]:
+        return await self.client.admit(tenant)
+
+    async def read(self, config: ConfigT, ctx: SourceContext) -> float:
+        """One read for one ScaledApp alone (the operator's read path shares them: ``shared``)."""
+        resolved = await self.resolve(config, ctx)
+        tenant = Tenant(ctx.namespace, ctx.scaledapp)
+        release = await self.admit(tenant)
+        try:
+            return await self.perform(resolved, Askers(tenant))
+        finally:
+            release()
 
     async def open(self, settings: OperatorSettings) -> None:
         await self.client.open(settings.egress)

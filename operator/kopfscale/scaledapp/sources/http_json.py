@@ -25,11 +25,11 @@ from jsonpath_ng.ext.parser import parse as parse_jsonpath
 
 from kopfscale.scaledapp.sources import credentials, fetch
 from kopfscale.scaledapp.sources.base import (
+    Askers,
     Config,
     Meaning,
     SourceContext,
     SourceError,
-    Tenant,
     http_url,
     required_str,
     to_number,
@@ -42,6 +42,14 @@ class HttpConfig:
     value_location: str
     headers: dict[str, str]
     credentials: credentials.Credentials = field(default_factory=credentials.Credentials)
+
+
+@dataclass(frozen=True)
+class HttpRead:
+    """One read resolved for a ScaledApp: the request and where the number is (``shared``'s key)."""
+
+    request: fetch.Request
+    value_location: str
 
 
 def parse_config(config: Config) -> HttpConfig:
@@ -145,21 +153,16 @@ class HttpJsonScaler(fetch.HttpScaler[HttpConfig]):
         compile_checked(parsed.value_location)
         return parsed
 
-    async def read(self, config: HttpConfig, ctx: SourceContext) -> float:
-        extra = await credentials.resolve(config.credentials, ctx.namespace)
-        headers = {"Accept": "application/json", **config.headers, **extra}
-        tenant = Tenant(ctx.namespace, ctx.scaledapp)
-        response = await self.client.get(
-            config.url,
-            headers=headers,
-            tenant=tenant,
-            ssl_context=await credentials.ssl_context(config.credentials, ctx.namespace),
-        )
+    async def resolve(self, config: HttpConfig, ctx: SourceContext) -> HttpRead:
+        request = await self.request(ctx, config.credentials, config.url, headers=config.headers)
+        return HttpRead(request, config.value_location)
+
+    async def perform(self, resolved: HttpRead, askers: Askers) -> float:
+        response = await self.send(resolved.request)
         if not 200 <= response.status < 300:
             raise SourceError(response.described)
-        return await self.evaluate(
-            len(response.body), tenant, evaluate, response.body, response.content_type, config.value_location
-        )
+        body, content_type = response.body, response.content_type
+        return await self.evaluate(len(body), askers, evaluate, body, content_type, resolved.value_location)
 
     async def close(self) -> None:
         await super().close()

@@ -14,11 +14,11 @@ from typing import Any
 
 from kopfscale.scaledapp.sources import credentials, fetch
 from kopfscale.scaledapp.sources.base import (
+    Askers,
     Config,
     Meaning,
     SourceContext,
     SourceError,
-    Tenant,
     http_url,
     required_str,
     to_number,
@@ -33,6 +33,14 @@ class PrometheusConfig:
     query: str
     ignore_null_values: bool
     credentials: credentials.Credentials = field(default_factory=credentials.Credentials)
+
+
+@dataclass(frozen=True)
+class PrometheusRead:
+    """One query resolved for a ScaledApp: the request and how to read it (``shared``'s key)."""
+
+    request: fetch.Request
+    ignore_null_values: bool
 
 
 def parse_config(config: Config) -> PrometheusConfig:
@@ -135,23 +143,21 @@ class PrometheusScaler(fetch.HttpScaler[PrometheusConfig]):
     def parse(self, config: Config, target_type: str | None) -> PrometheusConfig:
         return parse_config(config)
 
-    async def read(self, config: PrometheusConfig, ctx: SourceContext) -> float:
-        extra = await credentials.resolve(config.credentials, ctx.namespace)
-        tenant = Tenant(ctx.namespace, ctx.scaledapp)
-        response = await self.client.get(
-            query_url(config.server_address),
-            params={"query": config.query},
-            headers={"Accept": "application/json", **extra},
-            tenant=tenant,
-            ssl_context=await credentials.ssl_context(config.credentials, ctx.namespace),
+    async def resolve(self, config: PrometheusConfig, ctx: SourceContext) -> PrometheusRead:
+        request = await self.request(
+            ctx, config.credentials, query_url(config.server_address), params={"query": config.query}
         )
+        return PrometheusRead(request, config.ignore_null_values)
+
+    async def perform(self, resolved: PrometheusRead, askers: Askers) -> float:
+        response = await self.send(resolved.request)
         return await self.evaluate(
             len(response.body),
-            tenant,
+            askers,
             parse_response,
             response.status,
             response.body,
-            config.ignore_null_values,
+            resolved.ignore_null_values,
             response.content_type,
         )
 

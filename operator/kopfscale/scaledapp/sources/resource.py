@@ -1,20 +1,27 @@
 """``type: resource`` — CPU or memory of the scaled workload's pods, as the HPA computes it.
 
-PodMetrics come from ``metrics.k8s.io/v1beta1`` (metrics-server), requests from the Pods' specs.
-Pods count when they have metrics, are not being deleted and have not failed (like the HPA).
+PodMetrics come from ``metrics.k8s.io/v1beta1`` (metrics-server), requests from the Pods' specs,
+both listed by the workload's selector. The Pods are grouped as the HPA's replica calculator
+groups them (:func:`group_pods`, after ``groupPods`` in kubernetes' replica_calculator.go) into a
+:class:`PodSample`; the value is computed over the ready ones, and the policy counts the others
+(``policy.propose_pods``): Pods without metrics or not ready are set aside, then counted at 0 % of
+their request on a scale-up and at 100 % on a scale-down.
 
-* ``target.type: Utilization`` — ``100 * sum(usage) / sum(requests)`` over the counted pods, in
-  percent of the request. Every container of a counted pod (including native sidecars, i.e. init
-  containers with ``restartPolicy: Always``) must request the resource, otherwise the metric is
-  unusable and the reading is an error (the HPA behaves the same way).
-* ``target.type: AverageValue`` — mean usage per counted pod in base units: cores for cpu, bytes
-  for memory.
+* ``target.type: Utilization`` — ``int(100 * sum(usage) / sum(requests))`` over the ready pods,
+  in whole percent of the request. Every container of every listed pod (including native
+  sidecars, i.e. init containers with ``restartPolicy: Always``) must request the resource, or a
+  pod-level request must be set, otherwise the metric is unusable and the reading is an error
+  (the HPA behaves the same way).
+* ``target.type: AverageValue`` — mean usage per ready pod in base units: cores for cpu, bytes
+  for memory (summed in milli-units and truncated, as the HPA does).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import decimal
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -23,7 +30,16 @@ import kubernetes
 
 from kopfscale.kube.errors import ApiError
 from kopfscale.kube.transport import Transport, path, transport
-from kopfscale.scaledapp.sources.base import Config, Meaning, Scaler, SourceContext, SourceError, timeout_of
+from kopfscale.scaledapp.sources.base import (
+    Config,
+    Meaning,
+    PodGroup,
+    PodSample,
+    Scaler,
+    SourceContext,
+    SourceError,
+    timeout_of,
+)
 
 RESOURCES = ("cpu", "memory")
 TARGET_TYPES = ("Utilization", "AverageValue")
@@ -68,23 +84,40 @@ def _name(obj: Mapping[str, Any]) -> str:
     return name if isinstance(name, str) else "?"
 
 
-def _pod_usage(pod_metrics: Mapping[str, Any], resource: str) -> decimal.Decimal:
+def milli(quantity: decimal.Decimal) -> int:
+    """A quantity in milli-units, rounded up: the HPA sums ``Quantity.MilliValue()``."""
+    return int((quantity * 1000).to_integral_value(rounding=decimal.ROUND_CEILING))
+
+
+def _pod_usage(pod_metrics: Mapping[str, Any], resource: str) -> int | None:
+    """The Pod's usage in milli-units, summed over its containers; None when a container has no
+    usage for the resource (or there is none): the HPA then has no metric for the Pod."""
     containers = pod_metrics.get("containers")
     if not isinstance(containers, list) or not containers:
-        raise SourceError(f"PodMetrics {_name(pod_metrics)} has no container metrics")
-    total = decimal.Decimal(0)
+        return None
+    total = 0
     for container in containers:
         usage = container.get("usage") if isinstance(container, Mapping) else None
         if not isinstance(usage, Mapping) or resource not in usage:
-            cname = container.get("name", "?") if isinstance(container, Mapping) else "?"
-            raise SourceError(f"PodMetrics {_name(pod_metrics)} has no {resource} usage of container {cname}")
-        total += parse_quantity(usage[resource], f"{resource} usage of pod {_name(pod_metrics)}")
+            return None
+        total += milli(parse_quantity(usage[resource], f"{resource} usage of pod {_name(pod_metrics)}"))
     return total
 
 
-def _pod_request(pod: Mapping[str, Any], resource: str) -> decimal.Decimal:
+def _quantity(raw: Any, where: str) -> int:
+    return milli(parse_quantity(raw, where))
+
+
+def _pod_request(pod: Mapping[str, Any], resource: str) -> int:
+    """The Pod's request in milli-units (the HPA's ``calculateRequests``): its pod-level request
+    when ``spec.resources.requests`` sets cpu or memory (plus ``spec.overhead``), else the sum over
+    its containers and native sidecars, each of which must request the resource."""
     spec = pod.get("spec")
     spec = spec if isinstance(spec, Mapping) else {}
+    pod_resources = spec.get("resources")
+    pod_requests = pod_resources.get("requests") if isinstance(pod_resources, Mapping) else None
+    if isinstance(pod_requests, Mapping) and any(r in pod_requests for r in RESOURCES):
+        return _pod_level_request(pod, spec, pod_requests, resource)
     containers = [c for c in spec.get("containers") or [] if isinstance(c, Mapping)]
     # Native sidecars (restartable init containers) run alongside and count, like in the HPA.
     containers += [
@@ -94,7 +127,7 @@ def _pod_request(pod: Mapping[str, Any], resource: str) -> decimal.Decimal:
     ]
     if not containers:
         raise SourceError(f"pod {_name(pod)} has no containers")
-    total = decimal.Decimal(0)
+    total = 0
     for container in containers:
         resources = container.get("resources")
         requests = resources.get("requests") if isinstance(resources, Mapping) else None
@@ -103,16 +136,175 @@ def _pod_request(pod: Mapping[str, Any], resource: str) -> decimal.Decimal:
                 f"missing request for {resource} in container {container.get('name', '?')} "
                 f"of pod {_name(pod)}; Utilization targets need requests on every container"
             )
-        total += parse_quantity(requests[resource], f"{resource} request of pod {_name(pod)}")
+        total += _quantity(requests[resource], f"{resource} request of pod {_name(pod)}")
     return total
 
 
-def _counts(pod: Mapping[str, Any]) -> bool:
-    metadata = pod.get("metadata")
+def _pod_level_request(
+    pod: Mapping[str, Any], spec: Mapping[str, Any], pod_requests: Mapping[str, Any], resource: str
+) -> int:
+    """Pod-level resources (KEP-2837): the pod's own request for the resource, plus its overhead;
+    for a resource it does not set at pod level, what its containers and native sidecars request
+    (the HPA's aggregate also weighs ordinary init containers: only one requesting more than the
+    whole Pod would tell the two apart)."""
+    where = f"{resource} request of pod {_name(pod)}"
+    if resource in pod_requests:
+        total = _quantity(pod_requests[resource], where)
+    else:
+        running = [c for c in spec.get("containers") or [] if isinstance(c, Mapping)] + [
+            c
+            for c in spec.get("initContainers") or []
+            if isinstance(c, Mapping) and c.get("restartPolicy") == "Always"
+        ]
+        found = [
+            c["resources"]["requests"][resource]
+            for c in running
+            if isinstance(c.get("resources"), Mapping)
+            and isinstance(c["resources"].get("requests"), Mapping)
+            and resource in c["resources"]["requests"]
+        ]
+        if not found:
+            raise SourceError(f"missing pod-level request for {resource} in pod {_name(pod)}")
+        total = sum(_quantity(q, where) for q in found)
+    overhead = spec.get("overhead")
+    if isinstance(overhead, Mapping) and resource in overhead:
+        total += _quantity(overhead[resource], f"{resource} overhead of pod {_name(pod)}")
+    return total
+
+
+#: The kube-controller-manager defaults the HPA reads its Pods with (a cluster can change them):
+#: --horizontal-pod-autoscaler-cpu-initialization-period and
+#: --horizontal-pod-autoscaler-initial-readiness-delay.
+CPU_INITIALIZATION_PERIOD = datetime.timedelta(minutes=5)
+INITIAL_READINESS_DELAY = datetime.timedelta(seconds=30)
+
+
+def _time(raw: Any) -> datetime.datetime | None:
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=datetime.UTC)
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def go_duration(raw: Any) -> datetime.timedelta | None:
+    """A Go duration string as metrics-server writes a PodMetrics ``window`` ("15s", "1m0s",
+    "10.5s"); None when it is not one."""
+    if not isinstance(raw, str) or not raw:
+        return None
+    parts = _DURATION_PART.findall(raw)
+    if not parts or "".join(n + u for n, u in parts) != raw:
+        return None
+    return datetime.timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
+
+
+def _ready_condition(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
     status = pod.get("status")
-    deleting = isinstance(metadata, Mapping) and metadata.get("deletionTimestamp") is not None
-    failed = isinstance(status, Mapping) and status.get("phase") == "Failed"
-    return not deleting and not failed
+    conditions = status.get("conditions") if isinstance(status, Mapping) else None
+    for condition in conditions if isinstance(conditions, list) else []:
+        if isinstance(condition, Mapping) and condition.get("type") == "Ready":
+            return condition
+    return None
+
+
+def cpu_unready(
+    pod: Mapping[str, Any],
+    pod_metrics: Mapping[str, Any],
+    now: datetime.datetime,
+    initialization: datetime.timedelta = CPU_INITIALIZATION_PERIOD,
+    readiness_delay: datetime.timedelta = INITIAL_READINESS_DELAY,
+) -> bool:
+    """Whether a cpu sample of a Running Pod is set aside as the HPA's ``groupPods`` does: no Ready
+    condition or start time; within the CPU initialization period (5 min after start), not Ready
+    or no full metric window since it last changed readiness; after it, not Ready and never was
+    (it turned unready within the initial readiness delay, 30 s, of its start)."""
+    condition = _ready_condition(pod)
+    status = pod.get("status")
+    started = _time(status.get("startTime")) if isinstance(status, Mapping) else None
+    if condition is None or started is None:
+        return True
+    never = datetime.datetime.min.replace(tzinfo=datetime.UTC)  # Go's zero time, for what is absent
+    transition = _time(condition.get("lastTransitionTime")) or never
+    not_ready = condition.get("status") == "False"
+    if started + initialization > now:
+        sampled = _time(pod_metrics.get("timestamp")) or never
+        window = go_duration(pod_metrics.get("window")) or datetime.timedelta(0)
+        return not_ready or sampled < transition + window
+    return not_ready and started + readiness_delay > transition
+
+
+def _phase(pod: Mapping[str, Any]) -> Any:
+    status = pod.get("status")
+    return status.get("phase") if isinstance(status, Mapping) else None
+
+
+def group_pods(
+    resource: str,
+    target_type: str,
+    pod_metrics: Sequence[Mapping[str, Any]],
+    pods: Sequence[Mapping[str, Any]],
+    now: datetime.datetime,
+    initialization: datetime.timedelta = CPU_INITIALIZATION_PERIOD,
+    readiness_delay: datetime.timedelta = INITIAL_READINESS_DELAY,
+) -> PodSample:
+    """PodMetrics items and Pod items (API JSON) grouped as the HPA groups them. Pure.
+
+    Being deleted or Failed: ignored. Pending: unready. No metrics: missing. cpu: see
+    :func:`cpu_unready`. Every other Pod counts (PodMetrics of Pods not listed are dropped).
+    """
+    listed = [p for p in pods if isinstance(p, Mapping)]
+    sampled = [m for m in pod_metrics if isinstance(m, Mapping)]
+    if not listed:  # the HPA's "no pods returned by selector" (it checks the metrics first)
+        raise SourceError("no pods match the workload's selector")
+    if not sampled:
+        raise SourceError(
+            f"no {resource} metrics for any pod of the workload ({len(listed)} pods); "
+            "is metrics-server running?"
+        )
+    utilization = target_type == "Utilization"
+    metrics_by_name = {_name(m): m for m in sampled}
+    groups: dict[str, tuple[list[int], list[int]]] = {
+        "ready": ([], []),
+        "unready": ([], []),
+        "missing": ([], []),
+    }
+    ignored = 0
+    for pod in listed:
+        # The HPA computes every listed Pod's request, and any missing one makes it unusable.
+        request = _pod_request(pod, resource) if utilization else 0
+        metadata = pod.get("metadata")
+        if (isinstance(metadata, Mapping) and metadata.get("deletionTimestamp") is not None) or _phase(
+            pod
+        ) == "Failed":
+            ignored += 1
+            continue
+        item = metrics_by_name.get(_name(pod))
+        usage = _pod_usage(item, resource) if item is not None else None
+        if _phase(pod) == "Pending":
+            kind = "unready"
+        elif item is None or usage is None:
+            kind = "missing"
+        elif resource == "cpu" and cpu_unready(pod, item, now, initialization, readiness_delay):
+            kind = "unready"
+        else:
+            kind = "ready"
+        groups[kind][0].append(usage or 0)
+        groups[kind][1].append(request)
+    ready, unready, missing = (PodGroup(tuple(u), tuple(r)) for u, r in groups.values())
+    if ready.count == 0:
+        raise SourceError(
+            f"no {resource} metrics for any ready pod of the workload ({len(listed)} pods: "
+            f"{unready.count} not ready, {missing.count} without metrics, {ignored} deleted or failed)"
+        )
+    if utilization and sum(ready.requests) == 0:
+        raise SourceError(f"the pods' {resource} requests sum to zero; utilization is undefined")
+    return PodSample(utilization, ready, unready, missing, ignored)
 
 
 def compute_value(
@@ -120,33 +312,10 @@ def compute_value(
     target_type: str,
     pod_metrics: Sequence[Mapping[str, Any]],
     pods: Sequence[Mapping[str, Any]],
+    now: datetime.datetime,
 ) -> float:
-    """The metric value from PodMetrics items and Pod items (both as API JSON dicts). Pure."""
-    pods_by_name = {_name(pod): pod for pod in pods if isinstance(pod, Mapping)}
-    usage_total = decimal.Decimal(0)
-    request_total = decimal.Decimal(0)
-    counted = 0
-    for item in pod_metrics:
-        if not isinstance(item, Mapping):
-            continue
-        pod = pods_by_name.get(_name(item))
-        if pod is None or not _counts(pod):
-            continue  # a pod gone or going away since metrics-server sampled it
-        usage_total += _pod_usage(item, resource)
-        if target_type == "Utilization":
-            request_total += _pod_request(pod, resource)
-        counted += 1
-
-    if counted == 0:
-        raise SourceError(
-            f"no {resource} metrics for any running pod of the workload "
-            f"({len(pods)} pods, {len(pod_metrics)} with metrics); is metrics-server running?"
-        )
-    if target_type == "Utilization":
-        if request_total == 0:
-            raise SourceError(f"the pods' {resource} requests sum to zero; utilization is undefined")
-        return float(100 * usage_total / request_total)
-    return float(usage_total / counted)
+    """The metric value over the ready Pods (:func:`group_pods`). Pure."""
+    return group_pods(resource, target_type, pod_metrics, pods, now).value
 
 
 def _items(doc: Any, what: str) -> list[Mapping[str, Any]]:
@@ -176,11 +345,11 @@ class ResourceScaler(Scaler[ResourceConfig]):
     def describe(self, config: Config) -> str:
         return describe(config)
 
-    async def read(self, config: ResourceConfig, ctx: SourceContext) -> float:
+    async def read(self, config: ResourceConfig, ctx: SourceContext) -> PodSample:
         return await read_pods(self.transport, config, ctx)
 
 
-async def read_pods(api: Transport, cfg: ResourceConfig, ctx: SourceContext) -> float:
+async def read_pods(api: Transport, cfg: ResourceConfig, ctx: SourceContext) -> PodSample:
     """List the workload's PodMetrics and Pods (in threads: the transport is sync), then compute."""
     if not ctx.pod_selector:
         raise SourceError("the workload has no pod selector to find its pods by")
@@ -209,8 +378,8 @@ async def read_pods(api: Transport, cfg: ResourceConfig, ctx: SourceContext) -> 
         raise SourceError(f"Kubernetes API error: HTTP {e.status} {e.reason}") from None
     except kubernetes.config.ConfigException as e:
         raise SourceError(f"no Kubernetes API configuration: {e}") from None
-    return compute_value(
-        cfg.resource, cfg.target_type, _items(metrics_doc, "PodMetrics"), _items(pods_doc, "Pod")
+    return group_pods(
+        cfg.resource, cfg.target_type, _items(metrics_doc, "PodMetrics"), _items(pods_doc, "Pod"), ctx.now()
     )
 
 
