@@ -18,6 +18,7 @@ from bench.shadow.model import (
     kopf_decisions,
     kopf_fallback_states,
     pair,
+    pair_standing,
     peer_decisions,
 )
 from bench.shadow.scenarios import Scenario
@@ -25,11 +26,15 @@ from bench.shadow.scenarios import Scenario
 
 @dataclass(frozen=True)
 class Tick:
-    """One peer decision, the kopfscale decision on the same inputs (None: unpaired), the verdict."""
+    """A peer decision and the kopfscale decision on the same inputs (None: unpaired), compared
+    ``at`` the peer's decision, or (``origin`` "kopfscale") a kopfscale decision made while the
+    peer's decision on the same inputs stood unchanged (the HPA writes no status then)."""
 
     peer: PeerDecision
     kopf: KopfDecision | None
     verdict: c.Verdict | None
+    origin: str = "peer"
+    at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -58,17 +63,20 @@ class Result:
         return found + [t.verdict for t in self.fallback if t.verdict.category == c.BUG]
 
     def counts(self) -> dict[str, int]:
-        """Peer decisions, how many were paired, their verdicts; fallback onsets compared and theirs."""
+        """Peer decisions, how many were paired, the kopfscale changes compared with a standing
+        peer decision, the verdicts of all; fallback onsets compared and theirs."""
         verdicts = Counter(t.verdict.category for t in self.ticks if t.verdict is not None)
         onsets = Counter(t.verdict.category for t in self.fallback)
+        peer = [t for t in self.ticks if t.origin == "peer"]
         return {
-            "peer decisions": len(self.ticks),
-            "paired": sum(t.kopf is not None for t in self.ticks),
+            "peer decisions": len(peer),
+            "paired": sum(t.kopf is not None for t in peer),
+            "kopfscale changes": sum(t.origin == "kopfscale" for t in self.ticks),
             c.MATCH: verdicts[c.MATCH],
             c.TIMING: verdicts[c.TIMING],
             c.IMPROVEMENT: verdicts[c.IMPROVEMENT],
             c.BUG: verdicts[c.BUG],
-            "unpaired": sum(t.kopf is None for t in self.ticks),
+            "unpaired": sum(t.kopf is None for t in peer),
             "fallback counts compared": len(self.fallback),
             "fallback match": onsets[c.MATCH],
             "fallback bug": onsets[c.BUG],
@@ -89,6 +97,8 @@ class Result:
                         if t.kopf is None
                         else vars(t.kopf) | {"pods": vars(t.kopf.pods) if t.kopf.pods else None},
                         "verdict": verdict(t.verdict),
+                        "origin": t.origin,
+                        "at": t.at,
                     }
                     for t in self.ticks
                 ],
@@ -120,11 +130,20 @@ def finite(x: Any) -> Any:
 def analyse(scenario: Scenario, rec: Recording) -> Result:
     peers = peer_decisions(scenario, rec)
     kopf = kopf_decisions(scenario, rec)
-    ctx = c.Context(scenario, kopf, rec.peer_scale_events())
+    ctx = c.Context(scenario, kopf, rec.peer_scale_events(), peers)
     result = Result(scenario, kopf=kopf)
+    compared: set[tuple[float, float]] = set()
     for p in peers:
         k = pair(scenario, p, kopf)
-        result.ticks.append(Tick(p, k, None if k is None else c.classify(p, k, ctx)))
+        result.ticks.append(Tick(p, k, None if k is None else c.classify(p, k, ctx), "peer", p.time))
+        if k is not None:
+            compared.add((p.time, k.time))
+    for k in kopf:
+        standing = pair_standing(scenario, k, peers)
+        if standing is not None and (standing.time, k.time) not in compared and k.time > standing.time:
+            verdict = c.classify(standing, k, ctx, at=k.time)
+            result.ticks.append(Tick(standing, k, verdict, "kopfscale", k.time))
+    result.ticks.sort(key=lambda t: t.at)
     if scenario.peer == "keda" and scenario.fallback is not None:
         for episode, (start, end) in enumerate(failure_episodes(scenario, rec)):
             keda = {s.failures: s for s in keda_fallback_states(rec, start, end)}

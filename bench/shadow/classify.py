@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bench.shadow.model import (
     SHIFT,
@@ -30,6 +30,7 @@ from bench.shadow.model import (
     PeerDecision,
     distance,
     same_inputs,
+    within_tolerance,
 )
 from bench.shadow.scenarios import Behavior, Rules, Scenario
 
@@ -42,7 +43,7 @@ CATEGORIES = (TIMING, IMPROVEMENT, BUG)
 #: Where the deliberate differences are listed (each improvement rule names a row of its table).
 DOC = "docs/scaledapp.md#compared-with-the-hpa-and-keda"
 #: The rows of that table the improvement rules name (the "Topic" column).
-ROWS = ("Target at 0 with min ≥ 1",)
+ROWS = ("Target at 0 with min ≥ 1", "Fallback value")
 
 #: The work that removes the known bugs: issue #13's HPA-fidelity part (branch ``fidelity``).
 FIDELITY = "HPA/KEDA fidelity (#13, branch fidelity)"
@@ -59,11 +60,15 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Context:
-    """What the rules may look at besides the pair: the whole run of this scenario."""
+    """What the rules may look at besides the pair: the whole run of this scenario, and when the
+    two decisions are compared (a peer decision's time, or a kopfscale decision's while the
+    peer's stood)."""
 
     scenario: Scenario
     kopf: Sequence[KopfDecision]
     peer_events: Sequence[tuple[float, int]]  # (t, change) of the peer's scale events
+    peers: Sequence[PeerDecision] = ()
+    at: float = 0.0
 
 
 Rule = Callable[[PeerDecision, KopfDecision, Context], Verdict | None]
@@ -118,19 +123,21 @@ def normalize(
 
 # --- timing only --------------------------------------------------------------------------------------
 def same_decision_shifted(p: PeerDecision, k: KopfDecision, ctx: Context) -> Verdict | None:
-    """kopfscale reached the peer's decision on the same inputs within one polling period
-    (+ slack) of the peer: the same decision, a round earlier or later."""
-    for other in ctx.kopf:
-        if other.desired == p.desired and same_inputs(ctx.scenario, p, other):
-            gap = distance(p.time, other)
-            if gap <= SHIFT:
-                when = "earlier" if other.until <= p.time else "later"
-                return Verdict(
-                    TIMING,
-                    "same decision, shifted",
-                    f"kopfscale decided {other.current} -> {other.desired} on the same inputs "
-                    f"{gap:.1f} s {when}",
-                )
+    """Both sides made both decisions on the same inputs, one round apart: kopfscale decided the
+    peer's count and the peer kopfscale's, each within one polling period (+ slack) of the
+    comparison. One of them changed its mind a round earlier; had the other never followed (or
+    never been there), it is not timing."""
+    kopf_had = [o for o in ctx.kopf if o.desired == p.desired and same_inputs(ctx.scenario, p, o)]
+    peer_had = [o for o in ctx.peers if o.desired == k.desired and same_inputs(ctx.scenario, o, k)]
+    kopf_gap = min((distance(ctx.at, o) for o in kopf_had), default=math.inf)
+    peer_gap = min((distance(ctx.at, o) for o in peer_had), default=math.inf)
+    if kopf_gap <= SHIFT and peer_gap <= SHIFT:
+        return Verdict(
+            TIMING,
+            "same decision, shifted",
+            f"on the same inputs kopfscale also decided {p.desired} ({kopf_gap:.1f} s away) and the "
+            f"peer {k.desired} ({peer_gap:.1f} s away)",
+        )
     return None
 
 
@@ -174,6 +181,28 @@ def scale_event_history(p: PeerDecision, k: KopfDecision, ctx: Context) -> Verdi
 
 
 # --- documented improvements --------------------------------------------------------------------------
+def fallback_value(p: PeerDecision, k: KopfDecision, ctx: Context) -> Verdict | None:
+    """KEDA's fallback is a synthetic metric (``fallback.replicas x target``) that goes through the
+    HPA's formula: within the tolerance of the Pods there are, the HPA keeps them. kopfscale's
+    metric in fallback recommends exactly ``fallback.replicas``."""
+    fallback = ctx.scenario.fallback
+    if fallback is None or not (p.failed and p.fallback and k.fallback) or p.current == 0:
+        return None
+    if (
+        p.desired == p.current
+        and within_tolerance(fallback[1] / p.current)
+        and k.recommendation == fallback[1]
+    ):
+        return Verdict(
+            IMPROVEMENT,
+            "fallback value",
+            f"fallback.replicas {fallback[1]} is within the tolerance of {p.current} Pods: the HPA keeps "
+            f"{p.current}, kopfscale goes to {fallback[1]}",
+            row=ROWS[1],
+        )
+    return None
+
+
 def target_at_zero(p: PeerDecision, k: KopfDecision, ctx: Context) -> Verdict | None:
     """Someone scaled the workload to 0 while minReplicas >= 1: the HPA switches itself off
     ("maintenance mode", ScalingActive=False ScalingDisabled) and leaves it at 0; kopfscale
@@ -270,6 +299,7 @@ RULES: tuple[Rule, ...] = (
     window_phase,
     scale_event_history,
     target_at_zero,
+    fallback_value,
     legacy_scale_up_limit,
     legacy_stabilization,
     ready_pods,
@@ -277,7 +307,9 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def classify(p: PeerDecision, k: KopfDecision, ctx: Context) -> Verdict:
+def classify(p: PeerDecision, k: KopfDecision, ctx: Context, at: float | None = None) -> Verdict:
+    """The verdict on a pair compared ``at`` (default: the peer decision's time)."""
+    ctx = replace(ctx, at=p.time if at is None else at)
     if p.desired == k.desired:
         return Verdict(MATCH, "match", f"{p.current} -> {p.desired} on both sides")
     for rule in RULES:
@@ -321,6 +353,7 @@ def describe_rules() -> list[tuple[str, str, str]]:
         window_phase: (TIMING, "stabilization window phase"),
         scale_event_history: (TIMING, "scale events of the period"),
         target_at_zero: (IMPROVEMENT, "target at zero"),
+        fallback_value: (IMPROVEMENT, "fallback value"),
         legacy_scale_up_limit: (BUG, "legacy scale-up limit (known)"),
         legacy_stabilization: (BUG, "legacy stabilization (known)"),
         ready_pods: (BUG, "ready Pods of a Value metric (known)"),

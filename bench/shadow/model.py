@@ -183,6 +183,7 @@ class PeerDecision:
     limit: str | None = None  # ScalingLimited's reason when True
     stabilized: str | None = None  # AbleToScale's reason when a window held the count
     pods: PodsState | None = None
+    until: float = math.inf  # when its next decision replaced it (every sync between repeated it)
 
 
 @dataclass(frozen=True)
@@ -302,7 +303,7 @@ def peer_decisions(scenario: Scenario, rec: Recording) -> list[PeerDecision]:
         if signature != last_signature:
             result.append(decision)
             last_signature = signature
-    return result
+    return [_replace(d, until=result[i + 1].time) for i, d in enumerate(result[:-1])] + result[-1:]
 
 
 def _replace(d: PeerDecision, **changes: Any) -> PeerDecision:
@@ -457,12 +458,12 @@ def within_tolerance(ratio: float, tolerance: float = 0.1) -> bool:
     return 1 - tolerance <= ratio <= 1 + tolerance
 
 
-def distance(t: float, k: KopfDecision) -> float:
-    """Seconds between ``t`` and the time ``k`` stood (0 when it stood at ``t``)."""
-    if t < k.time:
-        return k.time - t
-    if t > k.until:
-        return t - k.until
+def distance(t: float, d: PeerDecision | KopfDecision) -> float:
+    """Seconds between ``t`` and the time ``d`` stood (0 when it stood at ``t``)."""
+    if t < d.time:
+        return d.time - t
+    if t > d.until:
+        return t - d.until
     return 0.0
 
 
@@ -470,6 +471,14 @@ def pair(scenario: Scenario, p: PeerDecision, kopf: Sequence[KopfDecision]) -> K
     """The kopfscale decision on the same inputs that stood nearest to ``p`` (within the horizon)."""
     candidates = [k for k in kopf if same_inputs(scenario, p, k) and distance(p.time, k) <= PAIR_HORIZON]
     return min(candidates, key=lambda k: (distance(p.time, k), abs(k.time - p.time)), default=None)
+
+
+def pair_standing(scenario: Scenario, k: KopfDecision, peers: Sequence[PeerDecision]) -> PeerDecision | None:
+    """The peer decision on the same inputs that stood nearest to kopfscale's ``k``: the HPA writes
+    its status only when something changes, so a decision it kept is seen only as the one standing;
+    a kopfscale decision made while the peer kept quiet is compared with it."""
+    candidates = [p for p in peers if same_inputs(scenario, p, k) and distance(k.time, p) <= PAIR_HORIZON]
+    return min(candidates, key=lambda p: (distance(k.time, p), abs(p.time - k.time)), default=None)
 
 
 # --- fallback: after how many failed reads each side falls back -----------------------------------------

@@ -13,7 +13,16 @@ from bench.shadow.analyse import Result, Tick, finite
 from bench.shadow.model import CPU_PODS_NOTE, Recording
 from bench.shadow.scenarios import CPU_REQUEST_MILLICORES
 
-COLUMNS = ("peer decisions", "paired", c.MATCH, c.TIMING, c.IMPROVEMENT, c.BUG, "unpaired")
+COLUMNS = (
+    "peer decisions",
+    "paired",
+    "kopfscale changes",
+    c.MATCH,
+    c.TIMING,
+    c.IMPROVEMENT,
+    c.BUG,
+    "unpaired",
+)
 FALLBACK_COLUMNS = {"fallback counts compared": "compared", "fallback match": c.MATCH, "fallback bug": c.BUG}
 
 
@@ -56,8 +65,10 @@ def markdown(results: Sequence[Result], meta: Mapping[str, Any]) -> str:
         "",
         "Each peer decision (a change of the deciding HPA's status) is paired with the kopfscale decision "
         "on the **same inputs** (count, metric value or failures, Pods' state) that stood nearest in time; "
-        "unpaired ones are decisions whose inputs kopfscale never saw. Each divergence is classified by the "
-        "first rule below that explains it; what none explains is a kopfscale bug.",
+        "unpaired ones are decisions whose inputs kopfscale never saw. *kopfscale changes* are kopfscale "
+        "decisions made while the peer's decision on the same inputs stood (the HPA writes no status "
+        "then), compared with it. Each divergence is classified by the first rule below that explains "
+        "it; what none explains is a kopfscale bug.",
         "",
         "| pair | " + " | ".join(COLUMNS) + " |",
         "|---|" + "---:|" * len(COLUMNS),
@@ -114,8 +125,9 @@ def markdown(results: Sequence[Result], meta: Mapping[str, Any]) -> str:
             ]
             for t in r.divergences:
                 assert t.kopf is not None and t.verdict is not None
+                when = f"{t.at:.1f}" + (" (kopfscale changed)" if t.origin == "kopfscale" else "")
                 lines.append(
-                    f"| {t.peer.time:.1f} | {_inputs(t)} | {t.peer.current} → {t.peer.desired} | "
+                    f"| {when} | {_inputs(t)} | {t.peer.current} → {t.peer.desired} | "
                     f"{t.kopf.current} → {t.kopf.desired} | {_verdict(t.verdict)} | {t.verdict.rule} | "
                     f"{t.verdict.why} |"
                 )
@@ -193,16 +205,16 @@ def plot(results: Sequence[Result], recordings: Mapping[str, Recording], path: P
         # The peer's decisions, coloured by verdict (hollow: unpaired).
         seen: set[str] = set()
         for t in r.ticks:
-            if t.peer.time > end or t.peer.time < 0:
+            if t.at > end or t.at < 0:
                 continue
             category = t.verdict.category if t.verdict else "unpaired"
             label = f"peer decision: {category}" if category not in seen else None
             seen.add(category)
             if t.verdict is None:
-                ax.plot(t.peer.time, t.peer.desired, "o", mfc="none", mec="#9467bd", ms=7, label=label)
+                ax.plot(t.at, t.peer.desired, "o", mfc="none", mec="#9467bd", ms=7, label=label)
             else:
                 ax.plot(
-                    t.peer.time,
+                    t.at,
                     t.peer.desired,
                     "o" if category == c.MATCH else "X",
                     color=COLORS[category],

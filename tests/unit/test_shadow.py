@@ -64,8 +64,10 @@ def kopf(current: int, desired: int, value: float | None = 250, t: float = 19.0,
     return KopfDecision(**fields)
 
 
-def context(scenario: scenarios.Scenario, *decisions: KopfDecision, events: Any = ()) -> c.Context:
-    return c.Context(scenario, list(decisions), list(events))
+def context(
+    scenario: scenarios.Scenario, *decisions: KopfDecision, events: Any = (), peers: Any = ()
+) -> c.Context:
+    return c.Context(scenario, list(decisions), list(events), list(peers))
 
 
 def settled(n: int) -> PodsState:
@@ -85,14 +87,19 @@ def test_a_divergence_no_rule_explains_is_a_kopfscale_bug() -> None:
 
 
 def test_the_same_decision_a_round_apart_is_timing_only() -> None:
-    # kopfscale had decided 5 on the very same inputs 3 s before the peer; its latest says 4.
+    # On the same inputs kopfscale went 5 -> 4 at t=17, the peer at t=22: compared at t=20, each
+    # side had the other's decision within a round.
     earlier = kopf(5, 5, value=52, t=10.0, until=17.0)
     later = kopf(5, 4, value=52, t=17.0, until=30.0)
-    p = peer(5, 5, value=52, t=20.0)
-    assert c.classify(p, later, context(AVERAGE, earlier, later)).category == c.TIMING
+    p = peer(5, 5, value=52, t=12.0, until=22.0)
+    follows = peer(5, 4, value=52, t=22.0)
+    ctx = context(AVERAGE, earlier, later, peers=[p, follows])
+    assert c.classify(p, later, ctx, at=20.0).category == c.TIMING
+    # The peer never follows: kopfscale having held 5 itself a moment ago explains nothing.
+    assert c.classify(p, later, context(AVERAGE, earlier, later, peers=[p]), at=20.0).category == c.BUG
     # Ten seconds apart is more than a round: not timing.
-    far = replace(earlier, until=9.0, time=2.0)
-    assert c.classify(p, later, context(AVERAGE, far, later)).category == c.BUG
+    far = replace(follows, time=32.0)
+    assert c.classify(p, later, context(AVERAGE, earlier, later, peers=[p, far]), at=20.0).category == c.BUG
 
 
 def test_a_window_letting_go_a_round_later_is_timing_only() -> None:
@@ -164,6 +171,16 @@ def test_ready_pods_and_cpu_pods_are_named_known_bugs() -> None:
     verdict = c.classify(p, k, context(CPU, k))
     assert (verdict.category, verdict.known) == (c.BUG, c.FIDELITY)
     assert "4 without metrics" in verdict.why
+
+
+def test_keda_keeping_the_pods_within_the_tolerance_of_its_fallback_is_a_documented_improvement() -> None:
+    # fallback.replicas 6 and 6 Pods... with 10 Pods and fallback 9: 9 / 10 = 0.9 is within the
+    # tolerance, so KEDA's synthetic metric keeps 10; kopfscale's fallback recommends exactly 9.
+    scenario = replace(AVERAGE, fallback=(2, 9))
+    p = peer(10, 10, value=None, failed=True, fallback=True)
+    k = kopf(10, 9, value=None, failed=True, fallback=True, recommendation=9, raw=9, stabilized=9)
+    verdict = c.classify(p, k, context(scenario, k))
+    assert (verdict.category, verdict.row) == (c.IMPROVEMENT, "Fallback value")
 
 
 def test_a_workload_scaled_to_zero_is_a_documented_improvement() -> None:
