@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bench.shadow import classify as c
@@ -132,18 +132,25 @@ def analyse(scenario: Scenario, rec: Recording) -> Result:
     kopf = kopf_decisions(scenario, rec)
     ctx = c.Context(scenario, kopf, rec.peer_scale_events(), peers)
     result = Result(scenario, kopf=kopf)
-    compared: set[tuple[float, float]] = set()
+    pairs: list[tuple[float, str, PeerDecision, KopfDecision | None]] = []
     for p in peers:
         k = pair(scenario, p, kopf)
-        result.ticks.append(Tick(p, k, None if k is None else c.classify(p, k, ctx), "peer", p.time))
-        if k is not None:
-            compared.add((p.time, k.time))
+        pairs.append((p.time, "peer", p, k))
+    compared = {(p.time, k.time) for _, _, p, k in pairs if k is not None}
     for k in kopf:
         standing = pair_standing(scenario, k, peers)
         if standing is not None and (standing.time, k.time) not in compared and k.time > standing.time:
-            verdict = c.classify(standing, k, ctx, at=k.time)
-            result.ticks.append(Tick(standing, k, verdict, "kopfscale", k.time))
-    result.ticks.sort(key=lambda t: t.at)
+            pairs.append((k.time, "kopfscale", standing, k))
+    # In time order: a rule may look back at the divergences explained before (what the windows
+    # still remember of them).
+    for at, origin, p, maybe_k in sorted(pairs, key=lambda item: item[0]):
+        if maybe_k is None:
+            result.ticks.append(Tick(p, None, None, origin, at))
+            continue
+        verdict = c.classify(p, maybe_k, ctx, at=at)
+        result.ticks.append(Tick(p, maybe_k, verdict, origin, at))
+        if verdict.category in (c.TIMING, c.IMPROVEMENT):
+            ctx = replace(ctx, explained=(*ctx.explained, (at, p, maybe_k, verdict)))
     if scenario.peer == "keda" and scenario.fallback is not None:
         for episode, (start, end) in enumerate(failure_episodes(scenario, rec)):
             keda = {s.failures: s for s in keda_fallback_states(rec, start, end)}

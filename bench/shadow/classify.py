@@ -28,7 +28,6 @@ from bench.shadow.model import (
     FallbackState,
     KopfDecision,
     PeerDecision,
-    distance,
     same_inputs,
     within_tolerance,
 )
@@ -69,6 +68,8 @@ class Context:
     peer_events: Sequence[tuple[float, int]]  # (t, change) of the peer's scale events
     peers: Sequence[PeerDecision] = ()
     at: float = 0.0
+    #: (at, peer, kopfscale, verdict) of the divergences explained so far, in time order
+    explained: tuple[tuple[float, PeerDecision, KopfDecision, Verdict], ...] = ()
 
 
 Rule = Callable[[PeerDecision, KopfDecision, Context], Verdict | None]
@@ -123,21 +124,54 @@ def normalize(
 
 # --- timing only --------------------------------------------------------------------------------------
 def same_decision_shifted(p: PeerDecision, k: KopfDecision, ctx: Context) -> Verdict | None:
-    """Both sides made both decisions on the same inputs, one round apart: kopfscale decided the
-    peer's count and the peer kopfscale's, each within one polling period (+ slack) of the
-    comparison. One of them changed its mind a round earlier; had the other never followed (or
-    never been there), it is not timing."""
-    kopf_had = [o for o in ctx.kopf if o.desired == p.desired and same_inputs(ctx.scenario, p, o)]
-    peer_had = [o for o in ctx.peers if o.desired == k.desired and same_inputs(ctx.scenario, o, k)]
-    kopf_gap = min((distance(ctx.at, o) for o in kopf_had), default=math.inf)
-    peer_gap = min((distance(ctx.at, o) for o in peer_had), default=math.inf)
-    if kopf_gap <= SHIFT and peer_gap <= SHIFT:
+    """The two sides agree within one polling period (+ slack) after the comparison, on the same
+    inputs: the peer makes kopfscale's decision, or kopfscale the peer's. One of them changed its
+    mind a round earlier (kopfscale reads a new value first, so its windows start and end a round
+    earlier). When neither ever follows, it is not timing."""
+    peer_follows = [
+        o.time - ctx.at
+        for o in ctx.peers
+        if o.desired == k.desired and same_inputs(ctx.scenario, o, k) and 0 <= o.time - ctx.at <= SHIFT
+    ]
+    kopf_follows = [
+        o.time - ctx.at
+        for o in ctx.kopf
+        if o.desired == p.desired and same_inputs(ctx.scenario, p, o) and 0 <= o.time - ctx.at <= SHIFT
+    ]
+    if peer_follows:
         return Verdict(
             TIMING,
             "same decision, shifted",
-            f"on the same inputs kopfscale also decided {p.desired} ({kopf_gap:.1f} s away) and the "
-            f"peer {k.desired} ({peer_gap:.1f} s away)",
+            f"on the same inputs the peer decided {k.desired} too, {min(peer_follows):.1f} s later",
         )
+    if kopf_follows:
+        return Verdict(
+            TIMING,
+            "same decision, shifted",
+            f"on the same inputs kopfscale decided {p.desired} too, {min(kopf_follows):.1f} s later",
+        )
+    return None
+
+
+def remembered_by_the_window(p: PeerDecision, k: KopfDecision, ctx: Context) -> Verdict | None:
+    """An explained divergence earlier within one scale-down window: each side's window still
+    holds what that side decided then (kopfscale what it recommended, the peer what it kept), so
+    the difference is that one's, remembered; it ends with the window."""
+    if "Stabilization" not in k.constraints:
+        return None
+    horizon = ctx.scenario.down_window + SHIFT
+    for at, then_peer, then_kopf, verdict in reversed(ctx.explained):
+        # Remembered from the last round that recommended it: while that decision stood.
+        if ctx.at - min(then_kopf.until, ctx.at) > horizon:
+            continue
+        if then_kopf.recommendation == k.stabilized and then_peer.desired == p.desired:
+            return Verdict(
+                verdict.category,
+                "remembered by the window",
+                f"kopfscale's window still holds the {k.stabilized} it recommended at t={at:.0f} s, the "
+                f"peer's the {p.desired} it kept then ({verdict.rule})",
+                row=verdict.row,
+            )
     return None
 
 
@@ -297,6 +331,7 @@ def cpu_pods(p: PeerDecision, k: KopfDecision, ctx: Context) -> Verdict | None:
 RULES: tuple[Rule, ...] = (
     same_decision_shifted,
     window_phase,
+    remembered_by_the_window,
     scale_event_history,
     target_at_zero,
     fallback_value,
@@ -351,6 +386,7 @@ def describe_rules() -> list[tuple[str, str, str]]:
     names: dict[Rule, tuple[str, str]] = {
         same_decision_shifted: (TIMING, "same decision, shifted"),
         window_phase: (TIMING, "stabilization window phase"),
+        remembered_by_the_window: (f"{TIMING} / {IMPROVEMENT}", "remembered by the window"),
         scale_event_history: (TIMING, "scale events of the period"),
         target_at_zero: (IMPROVEMENT, "target at zero"),
         fallback_value: (IMPROVEMENT, "fallback value"),

@@ -447,9 +447,7 @@ def same_inputs(scenario: Scenario, p: PeerDecision, k: KopfDecision) -> bool:
         # Outside the tolerance the HPA multiplies the ratio by the ready Pods (kopfscale says how
         # many it used in lastDecision.metrics[].pods; before it did, the Pods seen are taken).
         mine = k.pods_used if k.pods_used is not None else (k.pods.ready if k.pods else None)
-        return (
-            p.pods is not None and mine is not None and min(p.pods.ready, p.current) == min(mine, k.current)
-        )
+        return p.pods is not None and p.pods.ready == mine
     return True
 
 

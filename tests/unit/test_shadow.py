@@ -183,6 +183,39 @@ def test_keda_keeping_the_pods_within_the_tolerance_of_its_fallback_is_a_documen
     assert (verdict.category, verdict.row) == (c.IMPROVEMENT, "Fallback value")
 
 
+def test_what_a_window_remembers_of_an_explained_divergence_is_that_divergence() -> None:
+    # At t=250 KEDA kept 10 Pods on a fallback of 9 (documented), kopfscale recommended 9. At
+    # t=262 the metric reads 61 (-> 7): kopfscale's 15 s window holds the 9, the HPA's the 10.
+    scenario = replace(AVERAGE, fallback=(2, 9))
+    then_p = peer(10, 10, value=None, failed=True, fallback=True, t=250.0)
+    then_k = kopf(
+        10,
+        9,
+        value=None,
+        failed=True,
+        fallback=True,
+        recommendation=9,
+        raw=9,
+        stabilized=9,
+        t=249.0,
+        until=255.0,
+    )
+    explained = c.classify(then_p, then_k, context(scenario, then_k))
+    p = peer(10, 10, value=61, t=262.0)
+    k = kopf(10, 9, value=61, t=261.0, recommendation=7, raw=7, stabilized=9, constraints=("Stabilization",))
+    ctx = replace(context(scenario, then_k, k), explained=((250.0, then_p, then_k, explained),))
+    verdict = c.classify(p, k, ctx)
+    assert (verdict.category, verdict.rule, verdict.row) == (
+        c.IMPROVEMENT,
+        "remembered by the window",
+        "Fallback value",
+    )
+    # Longer ago than a window: nothing is remembered, and nothing explains it.
+    gone = replace(then_k, time=200.0, until=230.0)
+    old = replace(ctx, explained=((200.0, then_p, gone, explained),))
+    assert c.classify(p, k, old).category == c.BUG
+
+
 def test_a_workload_scaled_to_zero_is_a_documented_improvement() -> None:
     p = peer(0, 0, value=None, disabled=True)
     k = kopf(0, 1, value=None, failed=True, reason="TooFewReplicas")
@@ -360,6 +393,9 @@ def test_value_metrics_pair_on_the_ready_pods_only_outside_the_tolerance() -> No
     assert pair(VALUE, peer(2, 2, value=30, pods=one_unready), mine) is None
     said = [kopf(2, 2, value=30, pods=all_ready, pods_used=1)]  # kopfscale says it used 1
     assert pair(VALUE, peer(2, 2, value=30, pods=one_unready), said) is said[0]
+    # kopfscale read the count (5) before the peer scaled and listed the Pods (9) after.
+    raced = [kopf(5, 10, value=35, pods=settled(5), pods_used=9)]
+    assert pair(VALUE, peer(5, 9, value=35, pods=settled(5)), raced) is None
 
 
 def test_a_decision_looks_at_the_pods_of_its_count() -> None:
