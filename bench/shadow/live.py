@@ -20,6 +20,7 @@ import asyncio
 import base64
 import contextlib
 import datetime
+import functools
 import http.server
 import json
 import ssl
@@ -293,6 +294,16 @@ class Run:
                         "application/merge-patch+json",
                     )
                     rec.by_hand.append((self.clock(), step.replicas))
+                self.current_step[s.name] = index
+                if index > 0 and (step.unready or s.steps[index - 1].unready):
+                    # The Pods first, and seen by the recorder, then the value: neither side may
+                    # read the new value with the Pods still as they were.
+                    await self.hold_pods(s)
+                    try:
+                        marked = functools.partial(self.pods_recorded, s, step.unready)
+                        await self.wait(f"{s.name}'s Pods marked", marked, 5.0)
+                    except TimeoutError as e:
+                        self.log(str(e))
                 if s.metric == "http" and index > 0:
                     self.endpoint.arm(s.name, index, step.value)
                     task = asyncio.create_task(self.force_switch(s.name, index))
@@ -300,7 +311,6 @@ class Run:
                     task.add_done_callback(self._tasks.discard)
                 else:
                     rec.steps.append((self.clock(), index))
-                self.current_step[s.name] = index
                 self.log(f"shadow: {s.name} t={self.clock():5.1f} s step {index}: {step.describe(s)}")
                 offset += step.seconds
             await asyncio.sleep(max(0.0, offset - self.clock()))
@@ -315,36 +325,45 @@ class Run:
         self.endpoint.switch(scenario, step)
 
     async def keep_pods(self, s: Scenario) -> None:
-        """Hold every Pod to the current step: CPU usage annotations (0 for the ``missing`` ones),
-        and the ``unready`` oldest Pods at Ready=False (the others back at True)."""
+        """Hold every Pod to the current step, also the ones scaling creates."""
         while True:
-            step = s.steps[self.current_step[s.name]]
             try:
-                pods = sorted(
-                    await self.pods_of(s),
-                    key=lambda p: (p["metadata"]["creationTimestamp"], p["metadata"]["name"]),
-                )
-                for index, pod in enumerate(pods):
-                    name = pod["metadata"]["name"]
-                    if s.metric == "cpu" and step.value is not None:
-                        # A Pod without metrics: metrics-server drops a Pod whose memory working
-                        # set is 0 (a CPU rate of 0 alone is a valid sample).
-                        missing = index < step.missing
-                        usage = {
-                            USAGE_CPU: "0" if missing else f"{step.value:g}m",
-                            USAGE_MEMORY: "0" if missing else "64Mi",
-                        }
-                        annotations = pod["metadata"].get("annotations") or {}
-                        if any(annotations.get(k) != v for k, v in usage.items()):
-                            await self.api.merge_patch(
-                                self.path("", "v1", "pods", name), {"metadata": {"annotations": usage}}
-                            )
-                    want_ready = index >= step.unready
-                    if _ready(pod) != want_ready and pod.get("status", {}).get("phase") == "Running":
-                        await self.set_ready(name, want_ready)
+                await self.hold_pods(s)
             except ApiError as e:
                 self.log(f"shadow: {s.name}: keeping the Pods: {e}")
             await asyncio.sleep(POLL)
+
+    async def hold_pods(self, s: Scenario) -> None:
+        """One pass: CPU usage annotations (none for the ``missing`` ones), and the ``unready``
+        oldest Pods at Ready=False (the others back at True)."""
+        step = s.steps[self.current_step[s.name]]
+        pods = sorted(
+            await self.pods_of(s),
+            key=lambda p: (p["metadata"]["creationTimestamp"], p["metadata"]["name"]),
+        )
+        for index, pod in enumerate(pods):
+            name = pod["metadata"]["name"]
+            if s.metric == "cpu" and step.value is not None:
+                # A Pod without metrics: metrics-server drops a Pod whose memory working set is 0
+                # (a CPU rate of 0 alone is a valid sample).
+                missing = index < step.missing
+                usage = {
+                    USAGE_CPU: "0" if missing else f"{step.value:g}m",
+                    USAGE_MEMORY: "0" if missing else "64Mi",
+                }
+                annotations = pod["metadata"].get("annotations") or {}
+                if any(annotations.get(k) != v for k, v in usage.items()):
+                    await self.api.merge_patch(
+                        self.path("", "v1", "pods", name), {"metadata": {"annotations": usage}}
+                    )
+            want_ready = index >= step.unready
+            if _ready(pod) != want_ready and pod.get("status", {}).get("phase") == "Running":
+                await self.set_ready(name, want_ready)
+
+    async def pods_recorded(self, s: Scenario, unready: int) -> bool:
+        """Whether the recorder has seen the scenario's Pods with ``unready`` of them not ready."""
+        pods = self.recordings[s.name].pods
+        return bool(pods) and pods[-1].pods - pods[-1].ready == min(unready, pods[-1].pods)
 
     async def set_ready(self, pod: str, ready: bool) -> None:
         value = "True" if ready else "False"

@@ -323,9 +323,10 @@ def _with_value(
     # default); find that read, newest first, within one sync period before the status write.
     replicas = [d.current] + [r for r in (rec.status_replicas_at(d.time),) if r is not None]
     reads = [(t, v) for t, who, v in rec.reads if who == "keda" and d.time - PERIOD - 1.0 <= t <= d.time]
-    for _, value in reversed(reads):
+    for read_at, value in reversed(reads):
         if value is not None and _consistent(kind, number, value, replicas):
-            return _replace(d, value=value)
+            # The HPA looked at the Pods when it asked KEDA, not when its status was seen.
+            return _replace(d, value=value, pods=rec.pods_for(read_at, d.current))
     if reads and reads[-1][1] is None:  # failing reads, yet a metric: KEDA's fallback answered
         return _replace(d, failed=True, fallback=True, failures=rec.failures_at("keda", d.time))
     return d
