@@ -115,7 +115,10 @@ def main() -> int:
     if args.source:
         document = json.loads(args.source.read_text())
         meta = {**document["meta"], "reclassified": _commit()}
-        chosen = scenarios.short() if meta.get("trace") == "short" else scenarios.full()
+        if "scenarios" in document:
+            chosen = [scenarios.from_json(raw) for raw in document["scenarios"]]
+        else:  # recorded before the scenarios were kept with it: today's definitions
+            chosen = scenarios.short() if meta.get("trace") == "short" else scenarios.full()
         recordings = {name: Recording.from_json(raw) for name, raw in document["recordings"].items()}
     else:
         chosen = scenarios.short() if args.short else scenarios.full()

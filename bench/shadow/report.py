@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.shadow import classify as c
+from bench.shadow import scenarios
 from bench.shadow.analyse import Result, Tick, finite
 from bench.shadow.model import CPU_PODS_NOTE, Recording
 from bench.shadow.scenarios import CPU_REQUEST_MILLICORES
@@ -159,6 +160,7 @@ def write_json(
 ) -> None:
     document = {
         "meta": dict(meta),
+        "scenarios": [scenarios.to_json(r.scenario) for r in results],
         "results": [r.to_json() for r in results],
         "recordings": {name: rec.to_json() for name, rec in recordings.items()},
     }

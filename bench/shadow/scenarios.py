@@ -25,7 +25,7 @@ writes; see docs/shadow.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 PeerKind = Literal["hpa", "keda"]
@@ -402,3 +402,26 @@ def full() -> list[Scenario]:
             )
         ),
     ]
+
+
+# --- as recorded ----------------------------------------------------------------------------------------
+def to_json(s: Scenario) -> dict[str, Any]:
+    """The scenario as run, kept with its recording (``--from`` classifies with what was run)."""
+    return asdict(s)
+
+
+def from_json(raw: dict[str, Any]) -> Scenario:
+    def rules(r: dict[str, Any]) -> Rules:
+        return Rules(r["window"], tuple(Policy(**p) for p in r["policies"]), r["select"])
+
+    behavior = raw.get("behavior")
+    return Scenario(
+        **{
+            **raw,
+            "behavior": None
+            if behavior is None
+            else Behavior(rules(behavior["up"]), rules(behavior["down"])),
+            "fallback": None if raw.get("fallback") is None else tuple(raw["fallback"]),
+            "steps": tuple(Step(**step) for step in raw["steps"]),
+        }
+    )

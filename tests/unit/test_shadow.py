@@ -455,6 +455,11 @@ def test_a_step_takes_effect_at_kopfscales_next_read() -> None:
         endpoint.close()
 
 
+def test_a_recording_keeps_the_scenarios_it_ran() -> None:
+    for s in scenarios.short() + scenarios.full():
+        assert scenarios.from_json(json.loads(json.dumps(scenarios.to_json(s)))) == s
+
+
 def test_every_shadow_scaledapp_mirrors_its_peer() -> None:
     for s in scenarios.short() + scenarios.full():
         app = s.scaledapp("http://127.0.0.1:1/metric/x", "rs")["spec"]
