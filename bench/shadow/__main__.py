@@ -122,13 +122,14 @@ def main() -> int:
         recordings = {name: Recording.from_json(raw) for name, raw in document["recordings"].items()}
     else:
         chosen = scenarios.short() if args.short else scenarios.full()
+        commit = _commit()  # the code that runs, before anyone edits the tree meanwhile
         recordings = record(chosen, args.kubeconfig.resolve() if args.kubeconfig else None)
         meta = {
             "command": "make shadow" + (" SHADOW_ARGS=--short" if args.short else ""),
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "trace": "short" if args.short else "full",
             "seconds": max(s.duration for s in chosen),
-            "commit": _commit(),
+            "commit": commit,
             "wall": time.monotonic() - wall,
             **_versions(),
         }

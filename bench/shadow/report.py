@@ -53,7 +53,7 @@ def _verdict(v: c.Verdict) -> str:
     return text
 
 
-def markdown(results: Sequence[Result], meta: Mapping[str, Any]) -> str:
+def markdown(results: Sequence[Result], meta: Mapping[str, Any], image: str = "shadow.png") -> str:
     lines = [
         "# Shadow: kopfscale in mode Observe beside the HPA and KEDA",
         "",
@@ -109,7 +109,7 @@ def markdown(results: Sequence[Result], meta: Mapping[str, Any]) -> str:
         + (f", of which {len(known)} known ({which}; removed by {c.FIDELITY})" if known else "")
         + ".",
         "",
-        "![every pair: the peer's count and decisions, kopfscale's decisions, the metric](shadow.png)",
+        f"![every pair: the peer's count and decisions, kopfscale's decisions, the metric]({image})",
         "",
         "## Divergences",
         "",
@@ -164,7 +164,9 @@ def write_json(
         "results": [r.to_json() for r in results],
         "recordings": {name: rec.to_json() for name, rec in recordings.items()},
     }
-    path.write_text(json.dumps(finite(document), indent=1, sort_keys=True, allow_nan=False) + "\n")
+    # Compact: every status snapshot of a run is in it (about 0.7 MB; git stores it compressed).
+    text = json.dumps(finite(document), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    path.write_text(text + "\n")
 
 
 COLORS = {c.MATCH: "#2ca02c", c.TIMING: "#7f7f7f", c.IMPROVEMENT: "#1f77b4", c.BUG: "#d62728"}
