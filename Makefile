@@ -82,8 +82,14 @@ cluster-down: ## Stop the local control plane and every process it started
 	@if [ -x $(BIN)/kopfscale ]; then $(BIN)/kopfscale cluster down --state-dir $(CLUSTER_DIR); fi
 
 BENCH_ARGS ?=
-bench: $(VENV_STAMP) controlplane ## Benchmarks vs the naive baseline (~30 min; BENCH_ARGS=--quick for a smoke run); writes bench/results/
-	$(BIN)/python -m bench.run $(BENCH_ARGS)
+# make bench: QUICK=1 runs every scenario at small N (a smoke run, results in bench/results/quick/);
+# SCENARIOS=burst,soak a subset (footprint, burst, reaction, steady, soak, lateness, unrelated);
+# PEERS=0 leaves KEDA out; BENCH_ARGS passes anything else to python -m bench.run (--help lists it).
+QUICK ?=
+SCENARIOS ?=
+bench: $(VENV_STAMP) controlplane ## Benchmarks beside their floors, the naive loop and KEDA+HPA (~2 h; QUICK=1 smoke ~15 min; SCENARIOS=a,b); writes bench/results/
+	$(BIN)/python -m bench.run $(if $(filter 1 yes true,$(QUICK)),--quick) \
+		$(if $(SCENARIOS),--scenarios $(SCENARIOS)) $(if $(filter 0 no false,$(PEERS)),--no-peers) $(BENCH_ARGS)
 
 bench-controlplane: $(VENV_STAMP) ## Benchmark the control plane: cold build time, start-to-ready, RSS per process (PEERS=1: with KEDA)
 	$(BIN)/python bench/controlplane.py $(if $(filter 1 yes true,$(PEERS)),--peers)

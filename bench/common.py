@@ -14,6 +14,7 @@ import json
 import math
 import os
 import signal
+import socket
 import ssl
 import statistics
 import subprocess
@@ -39,13 +40,17 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    argv: list[str], log: Path, env: dict[str, str] | None = None, stdin: bool = False
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` logging to ``log``; ``stdin=True`` gives it a pipe (the raw clients take
+    their "go" from it)."""
     with log.open("ab") as out:
         return subprocess.Popen(
             argv,
             stdout=out,
             stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             env={**os.environ, **(env or {})},
             cwd=REPO,
             preexec_fn=_die_with_parent,  # noqa: PLW1509  (prctl only, before exec)
@@ -53,6 +58,9 @@ def spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subp
 
 
 def stop(popen: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    if popen.stdin is not None:
+        with contextlib.suppress(OSError):
+            popen.stdin.close()
     if popen.poll() is None:
         popen.send_signal(signal.SIGINT)
         try:
@@ -73,6 +81,12 @@ def _status_kib(pid: int, key: str) -> int:
         if line.startswith(key + ":"):
             return int(line.split()[1])
     return 0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def rss_mib(pid: int) -> float:

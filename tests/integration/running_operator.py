@@ -35,6 +35,9 @@ class Api:
 
     def __init__(self, kubeconfig: Path) -> None:
         self.http = pykube.HTTPClient(pykube.KubeConfig.from_file(str(kubeconfig)), timeout=5)
+        # pykube writes the client certificate to a file on first use, and threads that arrive
+        # at once read it half-written ("PEM lib"): one request first, before any thread.
+        self.call("GET", "/version")
 
     def call(self, method: str, path: str, body: Any = None, *, merge: bool = False) -> tuple[int, Any]:
         headers = {"Content-Type": "application/merge-patch+json" if merge else "application/json"}

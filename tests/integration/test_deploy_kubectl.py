@@ -103,9 +103,12 @@ def test_kubectl_apply_then_delete_namespaced(cluster: Cluster, namespace: str) 
         container = env["spec"]["template"]["spec"]["containers"][0]
         assert "--all-namespaces" not in container["args"]
         assert any(e["name"] == "KOPFSCALE_NAMESPACES" for e in container["env"])
-        assert can_i(cluster, sa, "patch", "greeters.kopfscale.dev", "-n", namespace)
+        assert can_i(cluster, sa, "patch", "scaledapps.kopfscale.dev", "-n", namespace)
+        assert not can_i(
+            cluster, sa, "patch", "greeters.kopfscale.dev", "-n", namespace
+        )  # nothing to write there
         assert can_i(cluster, sa, "patch", "kopfpeerings.kopf.dev", "-n", namespace)
-        assert not can_i(cluster, sa, "patch", "greeters.kopfscale.dev", "-n", "default")
+        assert not can_i(cluster, sa, "patch", "scaledapps.kopfscale.dev", "-n", "default")
         assert not can_i(cluster, sa, "list", "namespaces")
         assert not can_i(cluster, sa, "get", "secrets", "-n", namespace)
     finally:

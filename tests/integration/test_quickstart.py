@@ -115,10 +115,11 @@ def test_the_quick_start_succeeds_first_then_shows_errors(
         what="hello-by-cpu evaluated",
     )
     assert get(cluster, namespace, "greeter", "hello")["spec"]["replicas"] == 4
-    # ... and beside hello-hours it yields, saying so (one autoscaler per workload).
-    yielded = condition(get(cluster, namespace, "scaledapp", "hello-by-cpu"), "Ready")
-    assert (yielded["status"], yielded["reason"]) == ("False", "Conflict"), yielded
-    assert "already scaled by the older ScaledApp hello-hours" in yielded["message"]
+    # ... and beside hello-hours, which scales hello, it shadows it, saying so (an observer writes
+    # nothing, so it conflicts with nobody).
+    shadow = condition(get(cluster, namespace, "scaledapp", "hello-by-cpu"), "Ready")
+    assert (shadow["status"], shadow["reason"]) == ("True", "TargetScalable"), shadow
+    assert "beside the ScaledApp hello-hours that scales it" in shadow["message"]
 
     # 4. Second step: what errors look like. The web sample's endpoints do not exist here; its
     # two addresses are pointed at closed loopback ports (tests never leave loopback), the rest

@@ -92,3 +92,17 @@ def test_entries_round_trip_through_the_index_packing() -> None:
 
     entry = conflicts.entry("HorizontalPodAutoscaler", obj("h", "2026-01-01T00:00:00Z", {}))
     assert Autoscaler(**indexes.unpack(indexes.pack(asdict(entry)))) == entry
+
+
+def test_an_observer_conflicts_with_nobody_and_says_who_scales_the_target() -> None:
+    """mode: Observe writes nothing: it may shadow an HPA or an acting ScaledApp, and it never makes
+    an acting ScaledApp yield, however old it is."""
+    observer = conflicts.entry("ScaledApp", obj("shadow", "2025-01-01T00:00:00Z", {"mode": "Observe"}))
+    acting = conflicts.entry("ScaledApp", obj("owner", "2026-01-01T00:00:00Z", {"mode": "Auto"}))
+    hpa = conflicts.entry("HorizontalPodAutoscaler", obj("h", "2026-06-01T00:00:00Z", {}))
+    assert observer.observing and not acting.observing
+    assert conflicts.winner(observer, [observer, acting, hpa]) is None
+    assert conflicts.driver(observer, [observer, acting, hpa]) == hpa  # what its status names
+    assert conflicts.driver(observer, [observer, acting]) == acting
+    assert conflicts.driver(observer, [observer]) is None
+    assert conflicts.winner(acting, [observer, acting]) is None  # the older observer does not count

@@ -120,7 +120,7 @@ class KubeApi:
             ) from None
         return outcome.verb or "unchanged", _scale_of(outcome.live)
 
-    def retire_deployment(self, namespace: str, name: str, owner_uid: str, *, keep: bool) -> str | None:
+    def retire_deployment(self, namespace: str, name: str, owner_uid: str, keep: bool) -> str | None:
         """After a switch from ``template`` to ``scaleTargetRef``: the Deployment this ScaledApp
         owned is deleted, or, when the new ``scaleTargetRef`` names it (``keep``), released — its
         owner reference to the ScaledApp removed, so it lives on as the user's workload. Returns

@@ -50,7 +50,7 @@ class Api(Protocol):
     def count_ready_pods(self, namespace: str, selector: str) -> PodCount: ...
     def ensure_deployment(self, manifest: Mapping[str, Any], owner_uid: str) -> tuple[str, ScaleState]: ...
     def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None: ...
-    def retire_deployment(self, namespace: str, name: str, owner_uid: str, *, keep: bool) -> str | None: ...
+    def retire_deployment(self, namespace: str, name: str, owner_uid: str, keep: bool) -> str | None: ...
     def post_event(self, body: kopf.Body, type_: str, reason: str, message: str) -> None: ...
 
 
@@ -114,6 +114,7 @@ class Autoscaler:
             m["name"]: m["error"] for m in previous.get("metrics") or [] if m.get("error")
         }
         self.observed_desired: int | None = None
+        self.beside: conflicts.Autoscaler | None = None  # in mode Observe: who scales the target
         self.flapping = flapping.Tracker()
         self.failed_rounds = 0
         # The parsed spec and the Deployment it asks for, per generation: both are pure
@@ -219,6 +220,7 @@ class Autoscaler:
         scaled (``DeploymentConflict``); an owned one deleted by someone is recreated."""
         try:
             if manifest is None:
+                await self.retire_template_deployment(spec)
                 target = await self.call(self.api.find_target, spec, self.name, self.namespace)
                 return target, await self.call(self.api.read_scale, target)
             target = ScaleTarget("apps", "v1", "deployments", "Deployment", self.name, self.namespace)
@@ -236,14 +238,41 @@ class Autoscaler:
                 e.condition_reason(), f"reading the workload failed: {e}", transient=e.transient
             ) from None
 
+    async def retire_template_deployment(self, spec: ScaledAppSpec) -> None:
+        """A switch from ``template`` to ``scaleTargetRef`` leaves no owned, unscaled Deployment
+        behind: the one the template ran is deleted, or released when the reference names it. The
+        watch of owned Deployments says whether there is one; a round asks the API server only then."""
+        indexed = self.indexed_deployment()
+        uid = str(self.body.meta["uid"])
+        if indexed is None or uid not in (indexed.get("owners") or []):
+            return
+        ref = spec.scale_target_ref
+        keep = ref is not None and ref.group == "apps" and ref.kind == "Deployment" and ref.name == self.name
+        try:
+            done = await self.call(self.api.retire_deployment, self.namespace, self.name, uid, keep)
+        except ApiError as e:
+            self.logger.warning(f"could not retire the Deployment the template ran: {e}")
+            return
+        if done is not None:
+            message = f"Deployment/{self.name} {done}: spec.template was replaced by spec.scaleTargetRef" + (
+                " (which names it; it is yours now)" if done == "released" else ""
+            )
+            self.api.post_event(self.body, "Normal", f"Deployment{done.capitalize()}", message)
+            self.logger.info(message)
+
     def check_alone(self, target: ScaleTarget) -> None:
-        """``Conflict`` when another autoscaler drives the target (see :mod:`conflicts`)."""
+        """``Conflict`` when another autoscaler drives the target (see :mod:`conflicts`); in mode
+        Observe, remember who drives it, to say so beside what this one would do."""
+        self.beside = None
         if self.rivals is None:
             return
         key = (target.namespace, target.group, target.kind, target.name)
-        other = conflicts.winner(conflicts.entry("ScaledApp", self.body), self.rivals(key))
+        me, others = conflicts.entry("ScaledApp", self.body), self.rivals(key)
+        other = conflicts.winner(me, others)
         if other is not None:
             raise NotReady("Conflict", conflicts.message(str(target), other))
+        if me.observing:
+            self.beside = conflicts.driver(me, others)
 
     def indexed_deployment(self) -> dict[str, Any] | None:
         return indexes.lookup(self.deployments, (self.namespace, self.name))
@@ -297,8 +326,13 @@ class Autoscaler:
         self.observed_desired = d.desired if d.desired != replicas else None
         self.report_errors(d)
         mode = "observing (mode: Observe, never scaling)" if spec.mode == "Observe" else "scaling"
+        beside = f", beside the {self.beside.describe()} that scales it" if self.beside else ""
         ready = st.ready_condition(
-            True, "TargetScalable", f"{mode} {seen.target} every {spec.polling_interval}s", generation, now
+            True,
+            "TargetScalable",
+            f"{mode} {seen.target} every {spec.polling_interval}s{beside}",
+            generation,
+            now,
         )
         if seen.scale.problem is not None:  # scaled, but its Pods cannot run: say why, in its words
             reason, detail = seen.scale.problem

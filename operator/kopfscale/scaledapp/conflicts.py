@@ -11,7 +11,11 @@ when it is the workload's one autoscaler:
   HPA's owner reference: nothing needs KEDA's CRD to be installed, or to be watched;
 - among ScaledApps the oldest (``creationTimestamp``) keeps acting, the others yield. Timestamps
   have one-second precision: within a second the one already acting keeps acting, then the name
-  decides, so exactly one acts and a newcomer never takes over.
+  decides, so exactly one acts and a newcomer never takes over;
+- a ScaledApp in ``mode: Observe`` never writes its target, so it conflicts with nobody: it may
+  shadow an HPA, a KEDA ScaledObject or another ScaledApp on the same workload (that is what
+  Observe is for: see what kopfscale would do beside what drives the workload now), and it never
+  makes an acting ScaledApp yield.
 
 The conflict clears by itself when the other goes away: the next round finds nobody else.
 """
@@ -35,6 +39,7 @@ class Autoscaler:
     name: str
     uid: str
     acting: bool = False  # a ScaledApp whose status says it scales its target (Ready=True)
+    observing: bool = False  # a ScaledApp in mode Observe: it never writes the target
 
     def rank(self) -> tuple[str, bool, str]:
         """Older first; within one second, the one acting first; then by name."""
@@ -86,7 +91,9 @@ def _is_acting(body: Mapping[str, Any]) -> bool:
 def entry(kind: str, body: Mapping[str, Any]) -> Autoscaler:
     meta = body.get("metadata") or {}
     created, name, uid = str(meta.get("creationTimestamp") or ""), str(meta.get("name")), str(meta.get("uid"))
-    return Autoscaler(created, kind, name, uid, acting=kind == "ScaledApp" and _is_acting(body))
+    scaledapp = kind == "ScaledApp"
+    observing = scaledapp and (body.get("spec") or {}).get("mode") == "Observe"
+    return Autoscaler(created, kind, name, uid, acting=scaledapp and _is_acting(body), observing=observing)
 
 
 def hpa_entry(body: Mapping[str, Any]) -> Autoscaler:
@@ -103,14 +110,21 @@ def hpa_entry(body: Mapping[str, Any]) -> Autoscaler:
     return entry("HorizontalPodAutoscaler", body)
 
 
-def winner(me: Autoscaler, others: Iterable[Autoscaler]) -> Autoscaler | None:
-    """The autoscaler this ScaledApp yields to, or None when it is the one that acts."""
-    rivals = [o for o in others if o.uid != me.uid]
+def driver(me: Autoscaler, others: Iterable[Autoscaler]) -> Autoscaler | None:
+    """Whoever else drives the target ``me`` scales or observes: an HPA or ScaledObject first, else
+    the ScaledApp ahead of ``me`` (observers never drive anything); None: nobody but ``me``."""
+    rivals = [o for o in others if o.uid != me.uid and not o.observing]
     foreign = sorted(o for o in rivals if o.kind != "ScaledApp")
     if foreign:
         return foreign[0]
-    ahead = sorted((o for o in rivals if o.rank() < me.rank()), key=Autoscaler.rank)
+    ahead = sorted((o for o in rivals if me.observing or o.rank() < me.rank()), key=Autoscaler.rank)
     return ahead[0] if ahead else None
+
+
+def winner(me: Autoscaler, others: Iterable[Autoscaler]) -> Autoscaler | None:
+    """The autoscaler this ScaledApp yields to, or None when it is the one that acts (an observer
+    yields to nobody: it writes nothing)."""
+    return None if me.observing else driver(me, others)
 
 
 def message(target: str, other: Autoscaler) -> str:

@@ -1,13 +1,13 @@
 """The ScaledApp controller's kopf wiring: which events start what. The work is elsewhere.
 
-- create/update/resume: the owned Deployment a ``spec.template`` asks for is created or updated
-  at once (:mod:`api`), or the ``scaleTargetRef`` is checked; a missing target is retried with
-  the shared backoff.
-- every ScaledApp's rounds run in one scheduler (:mod:`scheduler`, :mod:`rounds`), not a kopf
-  daemon per object: the watch events of ScaledApps, HPAs and owned Deployments tell it what
-  exists and wake the rounds whose decision may have changed. No daemon, no timer and no
-  mandatory delete handler: kopf puts no finalizer on a ScaledApp (and removes the one earlier
-  releases put there).
+- every ScaledApp's rounds run in one scheduler (:mod:`kopfscale.scheduler`, :mod:`rounds`), not
+  a kopf daemon per object: the watch events of ScaledApps, HPAs and owned Deployments tell it what
+  exists and wake the rounds whose decision may have changed. A round does all the work: it
+  creates or updates the owned Deployment a ``spec.template`` asks for, retires it after a switch
+  to ``scaleTargetRef``, and retries a missing target with the shared backoff.
+- only watch-event handlers and indexes: no change handler (kopf writes no bookkeeping
+  annotations), no daemon, timer or mandatory delete handler (kopf puts no finalizer on a
+  ScaledApp, and removes the one earlier releases put there).
 - the owned Deployments are watched (a kopf index): a round reads a settled Deployment's scale
   from there and asks the apiserver only when it is missing, foreign or out of date.
 - every autoscaler of a workload is indexed by its target: one autoscaler per workload.
@@ -23,13 +23,10 @@ from typing import Any
 import kopf
 
 from kopfscale import GROUP, SCALEDAPPS, VERSION
-from kopfscale.kube import backoff, indexes
-from kopfscale.kube.errors import ApiError
+from kopfscale.kube import indexes
 from kopfscale.scaledapp import conflicts, deployment, flapping
-from kopfscale.scaledapp.autoscaler import Api, Autoscaler, announce_deployment
+from kopfscale.scaledapp.autoscaler import Api, Autoscaler
 from kopfscale.scaledapp.rounds import Rounds
-from kopfscale.scaledapp.spec import ScaledAppSpec, SpecError, parse
-from kopfscale.scaledapp.workload import TargetError
 from kopfscale.wiring import from_memo
 
 PLURAL = SCALEDAPPS
@@ -80,56 +77,6 @@ def scaledapp_deployment_index(
     body: kopf.Body, namespace: str | None, name: str, **_: Any
 ) -> dict[tuple[str | None, str], str]:
     return {(namespace, name): indexes.pack(deployment.trim_deployment(body))}
-
-
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def reconcile_workload(
-    *,
-    body: kopf.Body,
-    spec: kopf.Spec,
-    name: str,
-    namespace: str | None,
-    uid: str,
-    retry: int,
-    logger: kopf.Logger,
-    memo: kopf.Memo,
-    **_: Any,
-) -> None:
-    assert namespace is not None  # the CRD is namespaced
-    api = wiring(memo).api
-    try:
-        parsed = parse(spec)
-    except SpecError as e:
-        raise kopf.PermanentError(f"invalid spec: {e}") from e
-    try:
-        if parsed.template is not None:
-            action, _scale = api.ensure_deployment(deployment.owned_deployment(body, parsed), uid)
-            announce_deployment(api, body, action, logger)
-        else:
-            retire_old_deployment(api, body, parsed, logger)
-            api.read_scale(api.find_target(parsed, name, namespace))
-    except TargetError as e:
-        raise kopf.TemporaryError(f"{e.reason}: {e.message}", delay=backoff(retry + 1)) from e
-
-
-def retire_old_deployment(api: Api, body: kopf.Body, spec: ScaledAppSpec, logger: kopf.Logger) -> None:
-    """A switch from ``template`` to ``scaleTargetRef`` leaves no owned, unscaled Deployment behind."""
-    name, namespace, uid = str(body.meta["name"]), str(body.meta["namespace"]), str(body.meta["uid"])
-    ref = spec.scale_target_ref
-    keep = ref is not None and ref.group == "apps" and ref.kind == "Deployment" and ref.name == name
-    try:
-        done = api.retire_deployment(namespace, name, uid, keep=keep)
-    except ApiError as e:
-        logger.warning(f"could not retire the Deployment the template ran: {e}")
-        return
-    if done is not None:
-        message = f"Deployment/{name} {done}: spec.template was replaced by spec.scaleTargetRef" + (
-            " (which names it; it is yours now)" if done == "released" else ""
-        )
-        api.post_event(body, "Normal", f"Deployment{done.capitalize()}", message)
-        logger.info(message)
 
 
 def _autoscaler_for(

@@ -84,8 +84,11 @@ class Rounds:
         else:
             changed = loop.body.meta.get("generation") != trimmed.meta.get("generation")
             loop.update_body(trimmed)
-            if changed:
+            if changed:  # and the others of its workload: it may have started or stopped observing
                 self.scheduler.wake(uid)
+                target = self._targets.get(uid)
+                if target is not None:
+                    self.wake_target(target)
         self._retarget(uid, conflicts.scaledapp_target(trimmed))
 
     def gone(self, body: Mapping[str, Any]) -> None:

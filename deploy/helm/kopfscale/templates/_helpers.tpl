@@ -99,10 +99,14 @@ Argument: (list $ctx $clusterwide).
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
-# kopf: watches Greeters and ScaledApps and keeps its progress annotations and finalizer on them
-# (list/watch/patch); the Greeter handlers re-read a Greeter when its children drift (get).
+# kopf watches Greeters and ScaledApps (list/watch); a replica taking over re-lists its ScaledApps.
+# No bookkeeping annotations: the controllers have only watch-event handlers.
 - apiGroups: [kopfscale.dev]
-  resources: [greeters, scaledapps]
+  resources: [greeters]
+  verbs: [get, list, watch]
+# ScaledApps also: kopf removes the finalizer earlier releases put on every ScaledApp (patch).
+- apiGroups: [kopfscale.dev]
+  resources: [scaledapps]
   verbs: [get, list, watch, patch]
 # The handlers report conditions and decisions in status.
 - apiGroups: [kopfscale.dev]
@@ -146,7 +150,8 @@ Argument: (list $ctx $clusterwide).
   resources: [secrets]
   verbs: [get]
 {{- end }}
-# ScaledApp's cpu/memory metrics: the Pods' requests (listed by the target's selector) ...
+# ScaledApp's cpu/memory metrics: the Pods' requests and readiness (listed by the target's selector),
+# and the ready Pods a Value total counts on a scaleTargetRef workload (as the HPA does) ...
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]
