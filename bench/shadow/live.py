@@ -163,7 +163,6 @@ class Run:
     started: float = 0.0  # monotonic time of offset 0
     epoch: float = 0.0
     current_step: dict[str, int] = field(default_factory=dict)
-    replicasets: dict[str, str] = field(default_factory=dict)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -209,8 +208,6 @@ class Run:
     # -- set-up ----------------------------------------------------------------------------------------
     async def set_up(self, s: Scenario) -> None:
         await self.api.create(self.path("apps", "v1", "deployments"), s.deployment())
-        rs = await self.wait(f"{s.name}'s ReplicaSet", lambda: self.replicaset_of(s))
-        self.replicasets[s.name] = rs
         await self.wait(f"{s.name}'s Pods ready", lambda: self.pods_ready(s, s.start_replicas))
         if s.metric == "cpu":
             await self.wait(f"{s.name}'s Pod metrics", lambda: self.metrics_for_all(s))
@@ -221,10 +218,10 @@ class Run:
                 self.path("keda.sh", "v1alpha1", "scaledobjects"), s.scaled_object(self.endpoint.url(s.name))
             )
         await self.api.create(
-            self.path("kopfscale.dev", "v1", "scaledapps"), s.scaledapp(self.endpoint.url(s.name), rs)
+            self.path("kopfscale.dev", "v1", "scaledapps"), s.scaledapp(self.endpoint.url(s.name))
         )
         peer = "HPA" if s.peer == "hpa" else "ScaledObject"
-        self.log(f"shadow: {s.name}: Deployment, {peer}, ScaledApp (Observe, ReplicaSet/{rs}) created")
+        self.log(f"shadow: {s.name}: Deployment, {peer} and a ScaledApp in mode Observe on it created")
 
     async def settle(self) -> None:
         async def decided(s: Scenario) -> bool:
@@ -257,11 +254,6 @@ class Run:
                 last = e
             await asyncio.sleep(0.5)
         raise TimeoutError(f"shadow: timed out after {within:.0f} s waiting for {what} (last error: {last})")
-
-    async def replicaset_of(self, s: Scenario) -> str | None:
-        body = await self.api.get(self.path("apps", "v1", "replicasets") + f"?labelSelector=app%3D{s.name}")
-        names = [rs["metadata"]["name"] for rs in body.get("items", [])]
-        return names[0] if len(names) == 1 else None
 
     async def pods_of(self, s: Scenario) -> list[dict[str, Any]]:
         body = await self.api.get(self.path("", "v1", "pods") + f"?labelSelector=app%3D{s.name}")

@@ -125,7 +125,7 @@ class Recording:
 
     def pods_for(self, t: float, current: int) -> PodsState | None:
         """The Pods a decision seen at ``t``, made from ``current`` replicas, looked at: the latest
-        state seen by then with ``current`` Pods (the ReplicaSet had acted on that count; an HPA's
+        state seen by then with ``current`` Pods (the workload had acted on that count; an HPA's
         scale-up creates Pods right after its decision), else the one seen just before ``t``."""
         for state in reversed(self.pods):
             if state.time > t:

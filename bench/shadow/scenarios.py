@@ -16,11 +16,8 @@ The ScaledApp reads the same endpoint as an ``http`` source (``?reader=kopfscale
 Polling is equal on every side: the HPA controller syncs every 5 s on the local control plane,
 KEDA's ``pollingInterval`` and the ScaledApp's ``pollingInterval`` are 5 s.
 
-The ScaledApp's ``scaleTargetRef`` is the Deployment's **ReplicaSet**: the same Pods, the same
-count (the Deployment controller copies ``spec.replicas`` at once), but not the object the HPA
-scales. kopfscale's one-autoscaler-per-workload rule makes a ScaledApp yield (``Ready=False``,
-``Conflict``) to an HPA or ScaledObject on the *same* target even in mode Observe, where it never
-writes; see docs/shadow.md.
+The ScaledApp's ``scaleTargetRef`` is the Deployment the peer scales: a ScaledApp in mode
+Observe writes nothing and conflicts with nobody, its ``Ready`` message names the peer.
 """
 
 from __future__ import annotations
@@ -244,7 +241,7 @@ class Scenario:
         """The HPA that decides: the plain one, or the one KEDA creates for its ScaledObject."""
         return self.name if self.peer == "hpa" else f"keda-hpa-{self.name}"
 
-    def scaledapp(self, url: str, replicaset: str) -> dict[str, Any]:
+    def scaledapp(self, url: str) -> dict[str, Any]:
         """The shadow: mode Observe, same bounds, target, behavior and fallback as the peer."""
         if self.metric == "cpu":
             metric: dict[str, Any] = {
@@ -261,7 +258,7 @@ class Scenario:
                 "target": {"type": self.target_type, "value": self.target},
             }
         spec: dict[str, Any] = {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": replicaset},
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": self.name},
             "mode": "Observe",
             "minReplicas": self.min_replicas,
             "maxReplicas": self.max_replicas,

@@ -38,6 +38,11 @@ def test_observe_mode_decides_as_the_hpa_and_keda_do(
     for r in results:
         counts = r.counts()
         rec = recordings[r.scenario.name]
+        # On the very Deployment the peer scales: an observer conflicts with nobody, and says beside whom.
+        ready = next(c for c in rec.scaledapp[-1][1]["conditions"] if c["type"] == "Ready")
+        peer = "HorizontalPodAutoscaler" if r.scenario.peer == "hpa" else "ScaledObject"
+        assert ready["status"] == "True", ready
+        assert f"beside the {peer} {r.scenario.name} that scales it" in ready["message"], ready
         # The peers really scaled, and both sides decided throughout: a comparison, not a no-op.
         assert len({spec for _, spec, _ in rec.workload}) >= 3, f"{r.scenario.name}: the peer hardly scaled"
         assert counts["paired"] >= 5, f"{r.scenario.name}: too few decisions compared: {counts}"

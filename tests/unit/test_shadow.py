@@ -462,10 +462,10 @@ def test_a_recording_keeps_the_scenarios_it_ran() -> None:
 
 def test_every_shadow_scaledapp_mirrors_its_peer() -> None:
     for s in scenarios.short() + scenarios.full():
-        app = s.scaledapp("http://127.0.0.1:1/metric/x", "rs")["spec"]
+        app = s.scaledapp("http://127.0.0.1:1/metric/x")["spec"]
         assert app["mode"] == "Observe"
         assert app["pollingInterval"] == scenarios.PERIOD
-        assert app["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs"}
+        assert app["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": s.name}
         peer_object = s.peer_object("http://127.0.0.1:1/metric/x")
         spec = peer_object["spec"]
         assert (app["minReplicas"], app["maxReplicas"]) == (
