@@ -10,7 +10,7 @@ CLUSTER_DIR := .cluster
 KUBECONFIG_LOCAL := $(abspath $(CLUSTER_DIR))/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: help dev test test-tools unit lint run cluster-up cluster-down controlplane bench bench-controlplane clean image image-test image-push manifests chart-files
+.PHONY: help dev test test-tools unit lint run cluster-up cluster-down controlplane bench bench-controlplane shadow clean image image-test image-push manifests chart-files
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -93,6 +93,10 @@ bench: $(VENV_STAMP) controlplane ## Benchmarks beside their floors, the naive l
 
 bench-controlplane: $(VENV_STAMP) ## Benchmark the control plane: cold build time, start-to-ready, RSS per process (PEERS=1: with KEDA)
 	$(BIN)/python bench/controlplane.py $(if $(filter 1 yes true,$(PEERS)),--peers)
+
+SHADOW_ARGS ?=
+shadow: $(VENV_STAMP) controlplane ## kopfscale in mode Observe beside the HPA and KEDA (~8 min; SHADOW_ARGS=--short); writes bench/results/shadow.*
+	$(BIN)/python -m bench.shadow $(SHADOW_ARGS)
 
 CHART_DIR := deploy/helm/kopfscale
 chart-files: ## Copy crds/, deploy/crds/ and deploy/monitoring/rules.yaml into the chart (helm packages no symlinks); tests check the copies
