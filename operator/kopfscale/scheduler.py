@@ -3,23 +3,28 @@
 Each ScaledApp used to be a kopf daemon: a task of its own, sleeping between rounds. That cost
 memory per object (a task, its stack, kopf's daemon records), made kopf put a finalizer on every
 ScaledApp (so a ScaledApp deleted while the operator was down hung in ``Terminating``), and let a
-thousand loops wake at once and queue their API calls behind each other with no order.
+thousand loops wake at once and queue their API calls behind each other with no order. Each Greeter
+event used to run a whole kopf handler, a dozen per Greeter in a burst, each on a state already
+outdated. Now both are *entries* here (a scheduler per controller, the same class):
 
-Here the rounds are *entries* in one heap, ordered by when they are due; ``workers`` of them run
-at a time, and the earliest due starts first. A **woken** entry (its spec changed, a rival
-appeared or went away, its Deployment changed hands) goes ahead of those merely due, so a pause,
-a new target or a conflict takes effect within a second however long the backlog is. A round
-woken while it runs runs again right after. Removing an entry cancels its round in flight.
+- entries sit in one heap, ordered by when they are due; ``workers`` of them run at a time, and the
+  earliest due starts first;
+- a **woken** entry (a ScaledApp's spec changed, a rival appeared or went away, its Deployment changed
+  hands; any event of a Greeter or its children) goes ahead of those merely due, so a pause, a new
+  target or a conflict takes effect within a second however long the backlog is;
+- an entry woken while it runs runs again right after, once, reading the newest state: events never
+  pile up as work;
+- removing an entry cancels its round in flight.
 
 How late rounds start (actual start - due time) is recorded for ``/metrics``
 (``kopfscale_autoscaler_loop_lateness_seconds``): a growing tail means the workers cannot keep up.
 
-With kopf peering, only the replica that acts runs rounds: the scheduler dispatches nothing while
+With kopf peering, only the replica that acts runs anything: the scheduler dispatches nothing while
 its :class:`kopfscale.peering.Gate` is closed, and calls ``on_open`` each time it opens again (the
-ScaledApp controller re-reads its objects then: another replica acted meanwhile).
+controller looks at its objects afresh then: another replica acted meanwhile).
 
-Generic and kopf-free: what a round *is* (:class:`Round`) and what an entry's key means is the
-caller's business (:mod:`kopfscale.scaledapp.rounds`).
+Generic and kopf-free: what a round *is* (:class:`Round`) and what a key means is the caller's
+business (:mod:`kopfscale.scaledapp.rounds`, :mod:`kopfscale.greeter.passes`).
 """
 
 from __future__ import annotations
