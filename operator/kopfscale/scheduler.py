@@ -52,7 +52,11 @@ class Round(Protocol):
     def backoff(self) -> float: ...
 
 
-URGENT, DUE = 0, 1  # heap ranks: woken entries first
+#: Heap ranks, first to last: an entry whose object is new or whose spec changed (work that changes
+#: the cluster: children to create, a target to scale), then any other wake (a status to refresh, a
+#: conflict to check), then rounds that are merely due. Under a burst of new objects, their
+#: children are made first and the statuses follow — fewer, later status writes, not slower ones.
+FIRST, URGENT, DUE = 0, 1, 2
 
 
 @dataclass(eq=False)
@@ -63,7 +67,7 @@ class Entry:
     woken: bool = True  # the next round was asked for now (not late, whatever its due time)
     seq: int = 0  # the heap item that stands for this entry now; older ones are stale
     running: asyncio.Task[None] | None = None
-    rerun: bool = False  # woken while running: run again right after
+    rerun: int | None = None  # woken while running: run again right after, at this rank
     removed: bool = False
 
 
@@ -92,7 +96,7 @@ class Scheduler:
             self.wake(key)
             return
         self._entries[key] = entry = Entry(key, job, due=self._now())
-        self._push(entry, URGENT)
+        self._push(entry, FIRST)
 
     def adopt_context(self) -> None:
         """Run every round in the caller's context from now on (once; later calls do nothing).
@@ -117,16 +121,18 @@ class Scheduler:
     def __iter__(self) -> Iterator[Hashable]:
         return iter(list(self._entries))
 
-    def wake(self, key: Hashable) -> None:
-        """Run this entry's round now, ahead of the merely due (again, if one is running)."""
+    def wake(self, key: Hashable, *, first: bool = False) -> None:
+        """Run this entry's round now, ahead of the merely due (again, if one is running);
+        ``first``: its object's spec changed, ahead of the other wakes too."""
         entry = self._entries.get(key)
         if entry is None:
             return
+        rank = FIRST if first else URGENT
         if entry.running is not None:
-            entry.rerun = True
+            entry.rerun = rank if entry.rerun is None else min(entry.rerun, rank)
             return
         entry.woken = True
-        self._push(entry, URGENT)
+        self._push(entry, rank)
 
     def remove(self, key: Hashable) -> None:
         """Forget the entry; a round of it in flight is cancelled."""
@@ -175,7 +181,7 @@ class Scheduler:
             wait: float | None = None
             if self._heap:
                 rank, due, _, key = self._heap[0]
-                wait = 0.0 if rank == URGENT else due - self._now()
+                wait = 0.0 if rank != DUE else due - self._now()
                 if wait <= 0:
                     heapq.heappop(self._heap)
                     return self._entries[key]
@@ -192,7 +198,7 @@ class Scheduler:
     async def _round(self, entry: Entry) -> None:
         started = self._now()
         operator_metrics.record_lateness(started, None if entry.woken else entry.due)
-        entry.woken = entry.rerun = False
+        entry.woken, entry.rerun = False, None
         delay: float | None = None
         try:
             delay = await entry.job.tick()
@@ -200,7 +206,7 @@ class Scheduler:
             if not entry.removed:  # the operator stops; an entry removed meanwhile just ends
                 raise
         except Exception as e:  # one bad round never ends the loop: back off instead
-            self.logger.exception(f"Autoscaling round of {entry.key} failed: {e}")
+            self.logger.exception(f"The round of {entry.key} failed: {e}")
             delay = entry.job.backoff()
         finally:
             entry.running = None
@@ -209,15 +215,18 @@ class Scheduler:
         if entry.removed or delay is None:
             return
         entry.due = started + delay  # rounds start every `delay` seconds, however long one takes
-        if entry.rerun:
+        if entry.rerun is not None:  # woken during the round: again now, at the rank it was woken with
             entry.woken = True
-        self._push(entry, URGENT if entry.woken else DUE)
+            self._push(entry, entry.rerun)
+        else:
+            self._push(entry, DUE)
 
     # --- the heap ----------------------------------------------------------------------------------
     def _push(self, entry: Entry, rank: int) -> None:
         self._seq += 1
         entry.seq = self._seq
-        heapq.heappush(self._heap, (rank, entry.due, self._seq, entry.key))
+        order = entry.due if rank == DUE else 0.0  # woken entries: first come, first served
+        heapq.heappush(self._heap, (rank, order, self._seq, entry.key))
         self._changed.set()
 
     def _stale(self, item: tuple[int, float, int, Hashable]) -> bool:

@@ -229,8 +229,10 @@ class Passes:
         uid, generation = str(meta.get("uid")), meta.get("generation")
         if uid not in self.scheduler:
             self.scheduler.add(uid, make())
-        elif self._generations.get(uid) != generation or not self.statuses.is_ours(uid, body.get("status")):
-            self.scheduler.wake(uid)  # the spec changed, or someone else wrote the status: put it back
+        elif self._generations.get(uid) != generation:
+            self.scheduler.wake(uid, first=True)  # the spec changed: children to write
+        elif not self.statuses.is_ours(uid, body.get("status")):
+            self.scheduler.wake(uid)  # someone else wrote the status: put it back
         self._generations[uid] = generation
 
     def gone(self, uid: str) -> None:

@@ -85,7 +85,7 @@ class Rounds:
             changed = loop.body.meta.get("generation") != trimmed.meta.get("generation")
             loop.update_body(trimmed)
             if changed:  # and the others of its workload: it may have started or stopped observing
-                self.scheduler.wake(uid)
+                self.scheduler.wake(uid, first=True)
                 target = self._targets.get(uid)
                 if target is not None:
                     self.wake_target(target)

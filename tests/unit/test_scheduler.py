@@ -1,4 +1,4 @@
-"""The one scheduler of every ScaledApp's rounds: due order, wakes, removal, failures, the gate."""
+"""The scheduler of Greeter passes and ScaledApp rounds: due order, wakes, removal, failures, the gate."""
 
 from __future__ import annotations
 
@@ -87,6 +87,40 @@ def test_woken_entries_go_ahead_of_a_backlog_of_due_ones() -> None:
             scheduler.wake("woken")  # while five rounds are due again all the time
             await asyncio.sleep(0.05)
             assert "woken" in log[:2], log  # the next free worker takes it, not the backlog
+
+        await running(scheduler, body)
+
+    asyncio.run(scenario())
+
+
+def test_new_entries_and_spec_changes_go_ahead_of_other_wakes() -> None:
+    """Under a burst, the work that changes the cluster (children to create) comes before status
+    refreshes: a new entry and a ``first`` wake overtake plain wakes queued before them."""
+    log: list[str] = []
+
+    async def scenario() -> None:
+        scheduler = Scheduler(workers=1)
+        for name in ("refresh", "edited"):
+            scheduler.add(name, Job(name, log, interval=60.0))
+        busy = Job("busy", log, interval=60.0)
+        gate = asyncio.Event()
+        scheduler.add("busy", busy)
+
+        async def body() -> None:
+            await asyncio.sleep(0.1)
+            assert sorted(log) == ["busy", "edited", "refresh"]  # all three ran once
+            log.clear()
+            busy.hold = gate
+            scheduler.wake("busy")
+            await asyncio.sleep(0.05)
+            assert log == ["busy"]  # it holds the only worker now
+            scheduler.wake("refresh")  # e.g. a child's status moved
+            scheduler.wake("edited", first=True)  # e.g. its spec changed, woken later
+            scheduler.add("new", Job("new", log, interval=60.0))
+            busy.hold = None
+            gate.set()
+            await asyncio.sleep(0.1)
+            assert log == ["busy", "edited", "new", "refresh"]
 
         await running(scheduler, body)
 
