@@ -40,6 +40,8 @@ from typing import Any
 
 import kopf
 
+from kopfscale.diffbase import NoDiffBase
+
 GROUP = "kopfscale.dev"
 MIRROR_ENV = "KOPFSCALE_FLOOR_MIRROR"
 MODE_ENV = "KOPFSCALE_FLOOR_MODE"
@@ -85,9 +87,7 @@ def configure(settings: kopf.OperatorSettings, mirror: dict[str, Any]) -> None:
     import socket
 
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()  # kopfscale's: no diff base is built
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.posting.level = logging.INFO
     settings.posting.reporting_component = "kopfscale"
@@ -163,6 +163,10 @@ def register(mirror: dict[str, Any], mode: str) -> None:
         configure(settings, mirror)
         if mode == "minimal":
             settings.posting.enabled = False  # kopf's "Handler succeeded" events: not the minimum
+            # Its create handler needs kopf's diff base (kopfscale, with no change handler, keeps none).
+            settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+                prefix=GROUP, key="last-handled-configuration"
+            )
             from kopfscale import settings as kopfscale_settings
             from kopfscale.greeter import reconcile  # noqa: F401  (imported now, not in the burst)
 

@@ -25,6 +25,7 @@ from kopfscale import crdwait as _crdwait  # noqa: F401  (first startup handler:
 from kopfscale import liveness as _liveness  # noqa: F401  (/healthz: the API server answers)
 from kopfscale import metrics as operator_metrics  # /metrics endpoint + handler timing
 from kopfscale import settings as operator_settings
+from kopfscale.diffbase import NoDiffBase
 from kopfscale.greeter import handlers as greeter_handlers  # registers the Greeter handlers
 from kopfscale.greeter.passes import Passes
 from kopfscale.greeter.reconcile import KubeApi as GreeterApi
@@ -120,9 +121,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Keep kopf's bookkeeping in our own annotations: status stays ours (the CRD schema prunes
     # unknown status fields) and nothing collides with another kopf operator on the same object.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    # Both controllers are level-based (watch-event handlers and indexes, no change handlers), so
+    # no "last handled" state is ever compared; kopf would still build one per watch event of every
+    # watched object (a deep copy of the whole object) unless its storage says there is none.
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     # Events: users see what we did on `kubectl describe`; debug chatter stays in the log.
     settings.posting.level = logging.INFO

@@ -271,6 +271,9 @@ def record_metric_query(source_type: str, *, saved: bool) -> None:
     (METRIC_QUERIES_SAVED if saved else METRIC_QUERIES).labels(source_type).inc()
 
 
+OUTCOMES = ("success", "retry", "permanent", "error")
+
+
 def outcome_of(error: BaseException | None) -> str:
     if error is None:
         return "success"
@@ -285,9 +288,13 @@ def _timed(fn: Callable[..., Any], resource: str, handler: str) -> Callable[...,
     """``fn`` wrapped to count and time each run; sync stays sync and async stays async (kopf
     runs sync handlers in its thread pool and tells them apart through ``__wrapped__``)."""
 
+    # Resolved once, not per run: a label lookup takes a lock and a dict walk, per watch event.
+    seconds = RECONCILE_SECONDS.labels(resource, handler)
+    outcomes = {outcome: RECONCILES.labels(resource, handler, outcome) for outcome in OUTCOMES}
+
     def observe(started: float, error: BaseException | None) -> None:
-        RECONCILE_SECONDS.labels(resource, handler).observe(time.monotonic() - started)
-        RECONCILES.labels(resource, handler, outcome_of(error)).inc()
+        seconds.observe(time.monotonic() - started)
+        outcomes[outcome_of(error)].inc()
 
     wrapper: Callable[..., Any]
     if inspect.iscoroutinefunction(fn):
