@@ -330,3 +330,17 @@ async def serve_on_loopback(runner: web.AppRunner, port: int, port_file: Path) -
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
+
+
+class Recorders:
+    """A scenario's watches of the cluster (``self.recorders``), started and stopped together."""
+
+    recorders: list[Recorder]
+
+    async def start(self) -> None:
+        for r in self.recorders:
+            await r.start()
+
+    async def stop(self) -> None:
+        for r in self.recorders:
+            await r.stop()

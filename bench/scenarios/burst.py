@@ -27,13 +27,13 @@ import time
 from typing import Any
 
 from bench import figures
-from bench.common import Recorder, Stat, condition, core_path, custom_path, percentile
+from bench.common import Recorder, Recorders, Stat, condition, core_path, custom_path, percentile
 from bench.harness import Bench, Subject, wait_quiet, wait_until
 
 WRITES_STATUS = ("kopfscale", "baseline")  # subjects that keep Greeter status
 
 
-class Seen:
+class Seen(Recorders):
     """What the driver's watches saw in one burst namespace."""
 
     def __init__(self, bench: Bench, ns: str) -> None:
@@ -48,14 +48,6 @@ class Seen:
             Recorder(bench.api, core_path("services", ns), self.on_service),
             Recorder(bench.api, custom_path("greeters", ns), self.on_greeter),
         ]
-
-    async def start(self) -> None:
-        for r in self.recorders:
-            await r.start()
-
-    async def stop(self) -> None:
-        for r in self.recorders:
-            await r.stop()
 
     def on_deployment(self, kind: str, obj: dict[str, Any], t: float) -> None:
         name = obj["metadata"]["name"]

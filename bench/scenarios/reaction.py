@@ -35,7 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import figures
-from bench.common import Recorder, Stat, core_path, custom_path, percentile
+from bench.common import Recorder, Recorders, Stat, core_path, custom_path, percentile
 from bench.harness import KEDA_PROCESSES, Bench, Counts, Subject, wait_until
 
 NAMESPACE = "react"
@@ -48,7 +48,7 @@ KEDA_API = "/apis/keda.sh/v1alpha1/namespaces/{ns}/scaledobjects"
 HPA_API = "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers"
 
 
-class Replicas:
+class Replicas(Recorders):
     """spec.replicas of every Deployment in the namespace, when it first reached a value, and the
     ScaledApps as last seen (their ``status.replicas``)."""
 
@@ -63,14 +63,6 @@ class Replicas:
             Recorder(bench.api, core_path("deployments", NAMESPACE), self.on_event),
             Recorder(bench.api, custom_path("scaledapps", NAMESPACE), self.on_app),
         ]
-
-    async def start(self) -> None:
-        for r in self.recorders:
-            await r.start()
-
-    async def stop(self) -> None:
-        for r in self.recorders:
-            await r.stop()
 
     def on_event(self, kind: str, obj: dict[str, Any], t: float) -> None:
         name = obj["metadata"]["name"]

@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from bench import census, figures
-from bench.common import Recorder, Stat, condition, core_path, custom_path
+from bench.common import Recorder, Recorders, Stat, condition, core_path, custom_path
 from bench.harness import Bench, Subject, wait_quiet, wait_until
 from bench.scenarios.reaction import LATENESS_METRIC, lateness_figures
 
@@ -30,7 +30,7 @@ POLLING_INTERVAL = 15  # the default: these ScaledApps are not the reaction benc
 OTHERS = "others"  # the namespace of objects that are not kopfscale's
 
 
-class Watched:
+class Watched(Recorders):
     """Ready Greeters, existing ScaledApp Deployments and child change events in the namespace."""
 
     def __init__(self, bench: Bench) -> None:
@@ -42,14 +42,6 @@ class Watched:
             Recorder(bench.api, core_path("deployments", NAMESPACE), self.on_child),
             Recorder(bench.api, core_path("services", NAMESPACE), self.on_child),
         ]
-
-    async def start(self) -> None:
-        for r in self.recorders:
-            await r.start()
-
-    async def stop(self) -> None:
-        for r in self.recorders:
-            await r.stop()
 
     def on_greeter(self, kind: str, obj: dict[str, Any], _: float) -> None:
         name = obj["metadata"]["name"]
