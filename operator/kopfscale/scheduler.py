@@ -66,6 +66,7 @@ class Entry:
     due: float  # the clock time the next round is due
     woken: bool = True  # the next round was asked for now (not late, whatever its due time)
     seq: int = 0  # the heap item that stands for this entry now; older ones are stale
+    rank: int = DUE  # the rank that heap item has
     running: asyncio.Task[None] | None = None
     rerun: int | None = None  # woken while running: run again right after, at this rank
     removed: bool = False
@@ -102,8 +103,8 @@ class Scheduler:
         """Run every round in the caller's context from now on (once; later calls do nothing).
 
         kopf posts events (``kopf.info``/``kopf.warn``) through context variables it sets only in
-        its handlers' contexts, and a round is not a kopf handler; the ScaledApp watch handler hands
-        its context over, so rounds post their events the way handlers do.
+        its handlers' contexts, and a round is not a kopf handler; the controllers' watch handlers
+        hand their context over, so rounds post their events the way handlers do.
         """
         if self.context is None:
             self.context = contextvars.copy_context()
@@ -131,6 +132,8 @@ class Scheduler:
         if entry.running is not None:
             entry.rerun = rank if entry.rerun is None else min(entry.rerun, rank)
             return
+        if entry.rank <= rank:
+            return  # queued already, as early or earlier (a wake never demotes a new object's pass)
         entry.woken = True
         self._push(entry, rank)
 
@@ -224,7 +227,7 @@ class Scheduler:
     # --- the heap ----------------------------------------------------------------------------------
     def _push(self, entry: Entry, rank: int) -> None:
         self._seq += 1
-        entry.seq = self._seq
+        entry.seq, entry.rank = self._seq, rank
         order = entry.due if rank == DUE else 0.0  # woken entries: first come, first served
         heapq.heappush(self._heap, (rank, order, self._seq, entry.key))
         self._changed.set()
