@@ -114,6 +114,21 @@ def test_status_is_written_only_when_something_changed() -> None:
     }
 
 
+def test_entries_aging_out_of_history_wait_for_a_write_with_something_to_say() -> None:
+    h = History().record_recommendation(NOW, 3, 60).record_scale_event(NOW, 2, 60)
+    h = h.record_recommendation(NOW + seconds(30), 5, 60).record_scale_event(NOW + seconds(30), 2, 60)
+    settled = {"replicas": 5, "history": h.to_status()}
+    aged = h.record_recommendation(NOW + seconds(100), 5, 60).record_scale_event(NOW + seconds(80), 0, 60)
+    assert len(aged.recommendations) == 1 and len(aged.scale_events) == 1  # the first of each aged out
+    pruned = {**settled, "history": aged.to_status()}
+    assert st.changed(settled, pruned) and not st.worth_writing(settled, pruned)
+    assert st.worth_writing(settled, {**pruned, "replicas": 6})  # with news, the prune goes along
+    grown = aged.record_recommendation(NOW + seconds(100), 7, 60)
+    assert st.worth_writing(settled, {**settled, "history": grown.to_status()})
+    failing = {**settled, "history": {**aged.to_status(), "failures": [{"name": "m", "count": 1}]}}
+    assert st.worth_writing(settled, failing)
+
+
 def test_the_owned_deployment_selects_its_pods_by_the_scaledapp_name() -> None:
     template = {
         "metadata": {"labels": {"app": "web"}},

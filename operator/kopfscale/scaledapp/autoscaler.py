@@ -441,7 +441,7 @@ class Autoscaler:
     ) -> None:
         previous = self.current_status()
         new = st.compose(previous, generation=generation, now=now, conditions=conditions, fields=fields)
-        if not st.changed(previous, new):
+        if not st.worth_writing(previous, new):
             return
         try:
             await self.call(

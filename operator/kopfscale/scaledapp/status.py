@@ -181,6 +181,33 @@ def compose(
     return status
 
 
+def worth_writing(previous: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether ``new`` says something ``previous`` does not: it :func:`changed`, and not only by
+    dropping ``history`` entries that aged out.
+
+    Aged-out entries are harmless where they are (every window reads them against its own
+    cutoff, also after a restart), so removing them waits for the next write that has something
+    to say: a settled ScaledApp writes nothing, rather than once per entry as it ages out.
+    """
+    if not changed(previous, new):
+        return False
+    rest_before = {k: v for k, v in previous.items() if k != "history"}
+    rest_after = {k: v for k, v in new.items() if k != "history"}
+    if changed(rest_before, rest_after):
+        return True
+    return not _history_pruned(previous.get("history") or {}, new.get("history") or {})
+
+
+def _history_pruned(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+    """``after`` is ``before`` with only its oldest recommendations and scale events dropped."""
+    for key in ("recommendations", "scaleEvents"):
+        old, kept = list(before.get(key) or []), list(after.get(key) or [])
+        if len(kept) > len(old) or old[len(old) - len(kept) :] != kept:
+            return False
+    others = set(before) | set(after)
+    return all(before.get(k) == after.get(k) for k in others - {"recommendations", "scaleEvents"})
+
+
 def changed(previous: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     def strip(s: Mapping[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in s.items() if k != "conditions"}
