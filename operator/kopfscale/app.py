@@ -31,6 +31,7 @@ from kopfscale.greeter.passes import Passes
 from kopfscale.greeter.reconcile import KubeApi as GreeterApi
 from kopfscale.kube.ownership import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from kopfscale.scaledapp import handlers as scaledapp_handlers  # registers the ScaledApp handlers
+from kopfscale.scaledapp import rounds as scaledapp_rounds
 from kopfscale.scaledapp import sources
 from kopfscale.scaledapp.api import KubeApi as ScaledAppApi
 from kopfscale.scaledapp.rounds import Rounds
@@ -88,7 +89,7 @@ async def wire(memo: kopf.Memo, settings: kopf.OperatorSettings, logger: kopf.Lo
         api=GreeterApi(transport), settings=config, passes=greeter_passes
     )
     scaledapp_api = ScaledAppApi(transport)
-    scheduler = Scheduler(gate=gate, logger=logger)
+    scheduler = Scheduler(workers=scaledapp_rounds.WORKERS, gate=gate, logger=logger)
     rounds = Rounds(scheduler, lister=scaledapp_api.list_scaledapps)
     scheduler.on_open = rounds.resync
     memo[scaledapp_handlers.MEMO_KEY] = scaledapp_handlers.Wiring(

@@ -198,6 +198,7 @@ def _owned(template_hash: str, **changes: Any) -> dict[str, Any]:
         "metadata": {
             "ownerReferences": [{"uid": "sa-uid"}],
             "annotations": {deployment.TEMPLATE_HASH_ANNOTATION: template_hash},
+            "generation": 4,
         },
         "spec": {"replicas": 3, "selector": {"matchLabels": {deployment.SCALEDAPP_LABEL: "web"}}},
         "status": {"replicas": 2, "readyReplicas": 1},
@@ -211,7 +212,11 @@ def test_a_settled_deployment_is_read_from_the_watch_and_anything_else_from_the_
     wanted = manifest["metadata"]["annotations"][deployment.TEMPLATE_HASH_ANNOTATION]
     state = deployment.indexed_state(deployment.trim_deployment(_owned(wanted)), manifest, "sa-uid")
     assert state == ScaleState(
-        replicas=3, status_replicas=2, selector=f"{deployment.SCALEDAPP_LABEL}=web", ready_replicas=1
+        replicas=3,
+        status_replicas=2,
+        selector=f"{deployment.SCALEDAPP_LABEL}=web",
+        ready_replicas=1,
+        generation=4,
     )
     # Unknown, out of date, foreign or going away: the apiserver decides (Api.ensure_deployment).
     assert deployment.indexed_state(None, manifest, "sa-uid") is None
@@ -221,6 +226,40 @@ def test_a_settled_deployment_is_read_from_the_watch_and_anything_else_from_the_
         _owned(wanted, deletionTimestamp="2026-11-26T00:00:00Z"),
     ):
         assert deployment.indexed_state(deployment.trim_deployment(body), manifest, "sa-uid") is None
+
+
+def test_a_watch_behind_the_last_scale_write_never_makes_a_round_scale_and_announce_it_twice() -> None:
+    fake = Fake()
+    obj = body(pollingInterval=5)
+    manifest = deployment.owned_deployment(obj, parse(obj["spec"]))
+    uid = obj["metadata"]["uid"]
+
+    def watched(replicas: int, generation: int) -> dict[Any, Any]:
+        owned = {
+            "metadata": {
+                "ownerReferences": [{"uid": uid}],
+                "annotations": manifest["metadata"]["annotations"],
+                "generation": generation,
+            },
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {deployment.SCALEDAPP_LABEL: "web"}}},
+            "status": {"replicas": replicas, "readyReplicas": replicas},
+        }
+        return {("ns", "web"): [json.dumps(deployment.trim_deployment(owned))]}
+
+    loop = autoscaler.Autoscaler(
+        obj, logging.getLogger("test"), fake, deployments=watched(1, 4), read=fake.read_metric
+    )
+    fake.values["load"] = 30  # AverageValue 10: 3 replicas
+    tick(loop)
+    tick(loop)  # the watch still shows generation 4 with 1 replica: the write is not repeated
+    assert fake.scaled == [3]
+    assert [e[1] for e in fake.events] == ["ScaledUp"]
+    loop.deployments = watched(3, 5)  # the watch shows the write
+    tick(loop)
+    loop.deployments = watched(1, 6)  # someone else scaled it down since
+    tick(loop)
+    assert fake.scaled == [3, 3]
+    assert [e[1] for e in fake.events] == ["ScaledUp", "ScaledUp"]
 
 
 # --- the ready Pods a Value total's ratio multiplies (#13.3) -------------------------------------
@@ -291,3 +330,26 @@ def test_ready_pods_that_cannot_be_counted_fail_the_metric_and_hold_the_count() 
     tick(loop)
     assert fake.scaled == []
     assert last_metric_status(fake)["error"].endswith("could not be counted: Deployment/web has no Pods")
+
+
+def test_a_status_write_waits_for_the_scale_writes_under_way_but_not_longer_than_its_bound() -> None:
+    lane = autoscaler.ScaleFirst()
+    order: list[str] = []
+
+    async def scale(seconds: float) -> None:
+        with lane.scaling():
+            await asyncio.sleep(seconds)
+            order.append("scaled")
+
+    async def status(bound: float) -> None:
+        await lane.wait(bound)
+        order.append("status")
+
+    async def main() -> None:
+        await status(5.0)  # nothing scaling: at once
+        await asyncio.gather(scale(0.2), status(5.0))  # after the scale write
+        await asyncio.gather(scale(1.0), status(0.1))  # not longer than its bound
+
+    asyncio.run(main())
+    assert order == ["status", "scaled", "status", "status", "scaled"]
+    asyncio.run(main())  # another event loop (the lane keeps one event per loop)

@@ -91,6 +91,7 @@ def trim_deployment(body: Mapping[str, Any]) -> dict[str, Any]:
         "owners": sorted(str(o.get("uid")) for o in meta.get("ownerReferences") or []),
         "templateHash": (meta.get("annotations") or {}).get(TEMPLATE_HASH_ANNOTATION),
         "deleting": bool(meta.get("deletionTimestamp")),
+        "generation": int(meta.get("generation") or 0),
         "replicas": int(spec.get("replicas") or 0),
         "statusReplicas": int((body.get("status") or {}).get("replicas") or 0),
         "readyReplicas": int((body.get("status") or {}).get("readyReplicas") or 0),
@@ -119,4 +120,5 @@ def indexed_state(
         selector=selector_of(labels),
         problem=(str(problem[0]), str(problem[1])) if problem else None,
         ready_replicas=indexed.get("readyReplicas"),
+        generation=indexed.get("generation"),
     )

@@ -34,6 +34,10 @@ from kopfscale.scaledapp import conflicts, flapping
 from kopfscale.scaledapp.autoscaler import Autoscaler
 from kopfscale.scheduler import Scheduler
 
+#: Rounds running at once. A round waits for its status write while ``/scale`` writes go first
+#: (:class:`~kopfscale.scaledapp.autoscaler.ScaleFirst`); it waits on an event, not a thread, so
+#: many may wait while later rounds read their metrics and scale.
+WORKERS = 512
 #: The metadata an autoscaler reads of its ScaledApp.
 _METADATA = ("name", "namespace", "uid", "generation", "creationTimestamp", "resourceVersion")
 Lister = Callable[[str], list[dict[str, Any]]]  # namespace -> its ScaledApps (blocking)

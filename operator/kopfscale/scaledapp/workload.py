@@ -54,6 +54,7 @@ class ScaleState:
     selector: str | None  # label selector of the pods (for resource metrics)
     problem: tuple[str, str] | None = None  # (reason, message) of an owned Deployment that is failing
     ready_replicas: int | None = None  # the owned Deployment's status.readyReplicas; None: not known
+    generation: int | None = None  # the owned Deployment's metadata.generation as the watch saw it
 
 
 @dataclass(frozen=True)
