@@ -128,9 +128,9 @@ def counted(name: str, source_type: str = "http") -> float:
     return REGISTRY.get_sample_value(name, {"type": source_type}) or 0.0
 
 
-def test_max_age_is_half_the_polling_interval_and_at_most_a_second() -> None:
-    assert shared.max_age(30) == 1.0
-    assert shared.max_age(2) == 1.0
+def test_max_age_is_half_the_polling_interval_and_at_most_half_a_second() -> None:
+    assert shared.max_age(30) == 0.5
+    assert shared.max_age(2) == 0.5
     assert shared.max_age(1) == 0.5
     assert shared.max_age(None) == 0.5  # a tool that does not say: half the shortest allowed
 
@@ -174,15 +174,15 @@ def test_a_finished_read_is_shared_only_while_young_enough_for_the_asker(
     async def main() -> None:
         assert (await read(metric(endpoint.url), ctx(name="a"))).value == 7.0
         assert len(endpoint.seen) == 1
-        flights.now += 0.9
+        flights.now += 0.4
         endpoint.default = 8.0
-        # pollingInterval 30 s: a result up to 1 s old is taken.
+        # pollingInterval 30 s: a result up to 0.5 s old is taken.
         assert (await read(metric(endpoint.url), ctx(name="b", polling_interval=30))).value == 7.0
         assert len(endpoint.seen) == 1
-        # pollingInterval 1 s: at most 0.5 s old; this one asks again.
-        assert (await read(metric(endpoint.url), ctx(name="c", polling_interval=1))).value == 8.0
+        # pollingInterval 0.6 s (a tool's): at most 0.3 s old; this one asks again.
+        assert (await read(metric(endpoint.url), ctx(name="c", polling_interval=0.6))).value == 8.0
         assert len(endpoint.seen) == 2
-        flights.now += 1.01
+        flights.now += 0.51
         assert (await read(metric(endpoint.url), ctx(name="b", polling_interval=30))).value == 8.0
         assert len(endpoint.seen) == 3
 

@@ -14,9 +14,9 @@ source that opts in (``Scaler.resolve``: ``http`` and ``prometheus``) through :d
   key is a digest kept in memory only: never logged, never a label.
 - **In flight** (single-flight): a read whose request is under way is joined by every identical read.
 - **Fresh**: a finished read, value or error, is also given to an identical read that starts
-  within :func:`max_age` of it — min(1 s, pollingInterval / 2) of the asking ScaledApp. However
+  within :func:`max_age` of it — min(0.5 s, pollingInterval / 2) of the asking ScaledApp. However
   many ScaledApps ask, an endpoint sees one identical request at a time and, while they poll every
-  2 s or more, about one a second; a ScaledApp reacts at most that much later than alone
+  second or more, about two a second; a ScaledApp reacts at most that much later than alone
   (docs/metric-sources.md).
 - **Budgets**: the ScaledApp that starts a read first takes a slot of its own in-flight budget
   (``Scaler.admit``), and only then is the read visible to others: a read queued behind one
@@ -47,7 +47,7 @@ from typing import Any
 from kopfscale.scaledapp.sources.base import Askers, PodSample, Scaler, SourceContext, SourceError, Tenant
 
 #: The longest a finished read is given to others (seconds from its start).
-MAX_AGE = 1.0
+MAX_AGE = 0.5
 #: For a reader that does not say its pollingInterval (tools, tests): half the shortest allowed.
 DEFAULT_AGE = 0.5
 
