@@ -18,10 +18,10 @@ import urllib3
 _lock = threading.Lock()
 #: Connections kept to the API server: one per thread that may call it at once — kopf's handler
 #: threads (32, ``app.configure``), the I/O threads of the rounds (32, ``app.IO_THREADS``), the
-#: ``/scale`` writers (16, ``autoscaler.SCALE_THREADS``), the liveness probe and the peering gate —
+#: ``/scale`` writers (32, ``autoscaler.SCALE_THREADS``), the liveness probe and the peering gate —
 #: so that no request waits for a connection, and none is opened, handshaken and thrown away
 #: because the pool was full.
-CONNECTIONS = 88
+CONNECTIONS = 104
 
 
 @functools.cache

@@ -533,5 +533,5 @@ SCALE_FIRST = ScaleFirst()
 STATUS_WAIT = 5.0
 
 #: Threads for ``/scale`` writes only (see :meth:`Autoscaler.call`).
-SCALE_THREADS = 16
+SCALE_THREADS = 32
 _scale_threads = concurrent.futures.ThreadPoolExecutor(SCALE_THREADS, thread_name_prefix="kopfscale-scale")

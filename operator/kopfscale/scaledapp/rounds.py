@@ -34,10 +34,11 @@ from kopfscale.scaledapp import conflicts, flapping
 from kopfscale.scaledapp.autoscaler import Autoscaler
 from kopfscale.scheduler import Scheduler
 
-#: Rounds running at once. A round waits for its status write while ``/scale`` writes go first
-#: (:class:`~kopfscale.scaledapp.autoscaler.ScaleFirst`); it waits on an event, not a thread, so
-#: many may wait while later rounds read their metrics and scale.
-WORKERS = 512
+#: Rounds running at once (a task each, started when due). A round waits for its status write
+#: while ``/scale`` writes go first (:class:`~kopfscale.scaledapp.autoscaler.ScaleFirst`), on an
+#: event, not a thread: a round of a fleet of thousands starts when due, and the threads under
+#: the blocking calls (``autoscaler.SCALE_THREADS``, ``app.IO_THREADS``) bound the API traffic.
+WORKERS = 2048
 #: The metadata an autoscaler reads of its ScaledApp.
 _METADATA = ("name", "namespace", "uid", "generation", "creationTimestamp", "resourceVersion")
 Lister = Callable[[str], list[dict[str, Any]]]  # namespace -> its ScaledApps (blocking)
