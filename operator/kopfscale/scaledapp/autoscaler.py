@@ -463,11 +463,11 @@ class Autoscaler:
         new = st.compose(previous, generation=generation, now=now, conditions=conditions, fields=fields)
         if not st.worth_writing(previous, new):
             return
-        await SCALE_FIRST.wait(STATUS_WAIT)
-        previous = self.current_status()  # the watch may have shown someone else's write meanwhile
-        new = st.compose(previous, generation=generation, now=now, conditions=conditions, fields=fields)
-        if not st.worth_writing(previous, new):
-            return
+        if await SCALE_FIRST.wait(STATUS_WAIT):  # the watch may have shown another write meanwhile
+            previous = self.current_status()
+            new = st.compose(previous, generation=generation, now=now, conditions=conditions, fields=fields)
+            if not st.worth_writing(previous, new):
+                return
         try:
             await self.call(
                 self.api.patch_status, self.namespace, self.name, merge_patch_between(previous, new)
@@ -520,12 +520,14 @@ class ScaleFirst:
             if not self.busy:
                 self._event().set()
 
-    async def wait(self, at_most: float) -> None:
-        """Until no ``/scale`` write is queued or under way, or ``at_most`` seconds."""
-        if self.busy:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(at_most):
-                    await self._event().wait()
+    async def wait(self, at_most: float) -> bool:
+        """Until no ``/scale`` write is queued or under way, or ``at_most`` seconds; whether it waited."""
+        if not self.busy:
+            return False
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(at_most):
+                await self._event().wait()
+        return True
 
 
 #: The process's one :class:`ScaleFirst`, and the longest a status write waits for ``/scale`` writes.
