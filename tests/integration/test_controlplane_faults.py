@@ -10,11 +10,11 @@ import concurrent.futures
 import http.client
 import os
 import signal
-from pathlib import Path
 
 import pytest
 
 from kopfscale_devcluster import LocalCluster
+from kopfscale_devcluster.cluster import process_state
 from tests.conftest import Cluster
 from tests.helpers import wait_for
 
@@ -35,10 +35,6 @@ def readyz(local: LocalCluster, timeout: float, port: int | None = None) -> int:
         return response.status
     finally:
         conn.close()
-
-
-def process_state(pid: int) -> str:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
 @pytest.fixture()

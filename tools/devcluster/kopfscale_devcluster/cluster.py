@@ -53,6 +53,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def process_state(pid: int) -> str:
+    """The one-letter state of a process from ``/proc/<pid>/stat`` ("T" when stopped)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def _wait_for_state(pid: int, *, stopped: bool, timeout: float = 5.0) -> None:
+    """Poll until a signalled process is (or no longer is) stopped; raise when it never gets there."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            state = process_state(pid)
+        except FileNotFoundError:
+            return  # gone: nothing left to wait for; the caller's liveness checks say so
+        if (state == "T") == stopped:
+            return
+        if time.monotonic() > deadline:
+            wanted = "stopped" if stopped else "running"
+            raise TimeoutError(f"process {pid} is in state {state!r}, not {wanted}")
+        time.sleep(0.005)
+
+
 @dataclass
 class Process:
     name: str
@@ -367,16 +389,23 @@ class LocalCluster:
         self.start_component(name, timeout=timeout)
 
     def freeze(self, name: str) -> None:
-        """SIGSTOP one component: its sockets stay open and accept nothing (requests hang)."""
+        """SIGSTOP one component: its sockets stay open and accept nothing (requests hang).
+
+        Returns once the kernel reports the process stopped: a signal is delivered
+        asynchronously, and a busy many-threaded server can still be running for a few
+        milliseconds after ``kill`` returned — a caller that acts "while frozen" must not
+        race that."""
         process = self.component(name)
         process.popen.send_signal(signal.SIGSTOP)
         process.frozen = True
+        _wait_for_state(process.popen.pid, stopped=True)
 
     def thaw(self, name: str) -> None:
         """SIGCONT a frozen component: what queued up meanwhile is served."""
         process = self.component(name)
         process.popen.send_signal(signal.SIGCONT)
         process.frozen = False
+        _wait_for_state(process.popen.pid, stopped=False)
 
     def proxy(self) -> TcpProxy:
         """A loopback TCP proxy in front of the apiserver, with a kubeconfig of its own
