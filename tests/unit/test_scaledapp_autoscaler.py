@@ -353,3 +353,34 @@ def test_a_status_write_waits_for_the_scale_writes_under_way_but_not_longer_than
     asyncio.run(main())
     assert order == ["status", "scaled", "status", "status", "scaled"]
     asyncio.run(main())  # another event loop (the lane keeps one event per loop)
+
+
+def test_events_are_held_behind_scale_writes_in_their_order_and_not_longer_than_their_bound() -> None:
+    lane = autoscaler.ScaleFirst()
+    order: list[str] = []
+
+    async def scale(seconds: float) -> None:
+        with lane.scaling():
+            await asyncio.sleep(seconds)
+            order.append("scaled")
+
+    async def main() -> None:
+        lane.later(lambda: order.append("idle"), 5.0)  # nothing scaling: at once
+        assert order == ["idle"]
+        writing = asyncio.create_task(scale(0.2))
+        await asyncio.sleep(0)
+        lane.later(lambda: order.append("first"), 5.0)
+        lane.later(lambda: order.append("second"), 5.0)
+        assert order == ["idle"]  # held while the /scale write is under way
+        await writing
+        await asyncio.sleep(0.05)
+        assert order == ["idle", "scaled", "first", "second"]
+        slow = asyncio.create_task(scale(1.0))
+        await asyncio.sleep(0)
+        lane.later(lambda: order.append("bounded"), 0.1)
+        await asyncio.sleep(0.3)
+        assert order[-1] == "bounded"  # released at its bound, the scale write still under way
+        await slow
+
+    asyncio.run(main())
+    assert order == ["idle", "scaled", "first", "second", "bounded", "scaled"]

@@ -15,6 +15,7 @@ and is retried with backoff, a failing metric is a Warning event and its ``error
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import datetime
@@ -275,7 +276,7 @@ class Autoscaler:
             message = f"Deployment/{self.name} {done}: spec.template was replaced by spec.scaleTargetRef" + (
                 " (which names it; it is yours now)" if done == "released" else ""
             )
-            self.api.post_event(self.body, "Normal", f"Deployment{done.capitalize()}", message)
+            self.post_event("Normal", f"Deployment{done.capitalize()}", message)
             self.logger.info(message)
 
     def check_alone(self, target: ScaleTarget) -> None:
@@ -315,9 +316,7 @@ class Autoscaler:
                 await self.call(self.api.patch_scale, target, d.desired, scaling=True)
             except (TargetError, ApiError) as e:
                 message = e.message if isinstance(e, TargetError) else str(e)
-                self.api.post_event(
-                    self.body, "Warning", "ScaleFailed", f"scaling {target} to {d.desired}: {message}"
-                )
+                self.post_event("Warning", "ScaleFailed", f"scaling {target} to {d.desired}: {message}")
                 self.history = d.history
                 transient = isinstance(e, ApiError) and e.transient
                 failed = f"scaling {target} failed: {message}"
@@ -384,24 +383,29 @@ class Autoscaler:
         cfg = flapping.settings(self.body.meta.get("annotations"))
         self.flapping, verdict = flapping.assess(self.flapping, spec, d, now, cfg, self.replay)
         if verdict.started:
-            self.api.post_event(self.body, "Warning", flapping.EVENT_REASON, verdict.message[:1000])
+            self.post_event("Warning", flapping.EVENT_REASON, verdict.message[:1000])
             self.logger.warning(f"Flapping: {verdict.message}")
         shown = any(
             c.get("type") == flapping.CONDITION for c in self.current_status().get("conditions") or []
         )
         return flapping.condition(verdict, cfg, generation, now) if verdict.flapping or shown else None
 
+    def post_event(self, type_: str, reason: str, message: str) -> None:
+        """An event about this ScaledApp; held while ``/scale`` writes go first (:class:`ScaleFirst`)."""
+        body = self.body
+        SCALE_FIRST.later(lambda: self.api.post_event(body, type_, reason, message), STATUS_WAIT)
+
     def warn_once(self, reason: str, message: str) -> None:
         """A Warning event when the Ready condition is about to change to this failure."""
         if self._ready_changed(reason, message):
             self.logger.warning(f"Not ready: {reason}: {message}")
-            self.api.post_event(self.body, "Warning", reason, message[:1000])
+            self.post_event("Warning", reason, message[:1000])
 
     def announce(self, d: Decision, target: str, up: str, down: str) -> None:
         reason = up if d.desired > d.current else down
         driver = f" driven by {d.driver}" if d.driver else ""
         message = f"{target} {d.current} -> {d.desired}{driver}: {d.explanation}"
-        self.api.post_event(self.body, "Normal", reason, message[:1000])
+        self.post_event("Normal", reason, message[:1000])
         self.logger.info(f"{reason}: {message}")
 
     def report_errors(self, d: Decision) -> None:
@@ -409,14 +413,10 @@ class Autoscaler:
         for m in d.metrics:
             previous = self.errors.get(m.name)
             if m.error is not None and m.error != previous:
-                self.api.post_event(
-                    self.body, "Warning", "MetricFailed", f"metric {m.name}: {m.error}"[:1000]
-                )
+                self.post_event("Warning", "MetricFailed", f"metric {m.name}: {m.error}"[:1000])
                 self.errors[m.name] = m.error
             elif m.error is None and previous is not None:
-                self.api.post_event(
-                    self.body, "Normal", "MetricRecovered", f"metric {m.name} is readable again"
-                )
+                self.post_event("Normal", "MetricRecovered", f"metric {m.name} is readable again")
                 del self.errors[m.name]
 
     async def not_ready(
@@ -489,36 +489,47 @@ class Autoscaler:
         return await asyncio.to_thread(fn, *args)
 
 
+@dataclass
+class _Lane:
+    """What :class:`ScaleFirst` keeps per event loop (the tests run several)."""
+
+    idle: asyncio.Event
+    deferred: collections.deque[tuple[float, Callable[[], None]]]
+    drainer: asyncio.Task[None] | None = None
+
+
 class ScaleFirst:
-    """``/scale`` writes before status writes.
+    """``/scale`` writes before status writes and events.
 
     When a metric steps for a thousand ScaledApps at once, each round writes the workload's
     ``/scale``, its status and an event, through one API server that takes a few hundred writes
-    a second on a small control plane. A status write waits while ``/scale`` writes are queued
-    or under way — at most :data:`STATUS_WAIT` s — so the writes that move workloads reach the
-    API server first and the status follows them (measured: bench/results, "reaction").
+    a second on a small control plane. While ``/scale`` writes are queued or under way, a status
+    write waits (:meth:`wait`) and an event is held (:meth:`later`) — each at most
+    :data:`STATUS_WAIT` s — so the writes that move workloads reach the API server first and
+    what explains them follows (measured: bench/results, "reaction"). With nothing scaling,
+    neither waits at all.
     """
 
     def __init__(self) -> None:
         self.busy = 0
-        self._idle: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
+        self._lane: tuple[asyncio.AbstractEventLoop, _Lane] | None = None
 
-    def _event(self) -> asyncio.Event:
+    def _current(self) -> _Lane:
         loop = asyncio.get_running_loop()
-        if self._idle is None or self._idle[0] is not loop:  # one per event loop (tests run several)
-            self._idle = (loop, asyncio.Event())
-        return self._idle[1]
+        if self._lane is None or self._lane[0] is not loop:
+            self._lane = (loop, _Lane(asyncio.Event(), collections.deque()))
+        return self._lane[1]
 
     @contextlib.contextmanager
     def scaling(self) -> Iterator[None]:
         self.busy += 1
-        self._event().clear()
+        self._current().idle.clear()
         try:
             yield
         finally:
             self.busy -= 1
             if not self.busy:
-                self._event().set()
+                self._current().idle.set()
 
     async def wait(self, at_most: float) -> bool:
         """Until no ``/scale`` write is queued or under way, or ``at_most`` seconds; whether it waited."""
@@ -526,8 +537,36 @@ class ScaleFirst:
             return False
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(at_most):
-                await self._event().wait()
+                await self._current().idle.wait()
         return True
+
+    def later(self, call: Callable[[], None], at_most: float) -> None:
+        """Call ``call`` now if nothing is scaling, else once nothing is (or after ``at_most`` s).
+
+        Calls keep their order: one made while others are held is held behind them.
+        """
+        lane = self._current()
+        if not self.busy and not lane.deferred:
+            call()
+            return
+        lane.deferred.append((asyncio.get_running_loop().time() + at_most, call))
+        if lane.drainer is None or lane.drainer.done():
+            lane.drainer = asyncio.get_running_loop().create_task(self._drain(lane))
+
+    async def _drain(self, lane: _Lane) -> None:
+        loop = asyncio.get_running_loop()
+        while lane.deferred:
+            if self.busy:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(lane.deferred[0][0]):
+                        await lane.idle.wait()
+            now, idle = loop.time(), not self.busy
+            while lane.deferred and (idle or lane.deferred[0][0] <= now):
+                _, call = lane.deferred.popleft()
+                try:
+                    call()
+                except Exception:  # one lost event must not lose the ones behind it
+                    logging.getLogger(__name__).exception("A held event could not be posted")
 
 
 #: The process's one :class:`ScaleFirst`, and the longest a status write waits for ``/scale`` writes.
