@@ -89,6 +89,13 @@ class Replicas(Recorders):
     def all_at(self, replicas: int, n: int) -> bool:
         return len(self.current) >= n and all(v == replicas for v in self.current.values())
 
+    def reported(self, n: int) -> bool:
+        """Every one of the ``n`` ScaledApps has a status for its current generation."""
+        return len(self.apps) >= n and all(
+            (app.get("status") or {}).get("observedGeneration") == app["metadata"].get("generation")
+            for app in self.apps.values()
+        )
+
     def stale(self) -> int:
         return sum(
             1
@@ -360,6 +367,9 @@ async def run_level(
             if not kopfscale.running:
                 await kopfscale.start(within=300)
             await wait_until(lambda: state.all_at(1, n), within=60 + 0.1 * n)
+            # Steady means after the first rounds: every status written, and their follow-ups.
+            await wait_until(lambda: state.reported(n) and state.stale() == 0, within=60 + 0.1 * n)
+            await asyncio.sleep(2 * polling_interval)
             results[who] = await measure(
                 bench, who, kopfscale, state, n, runs, polling_interval, steady_seconds
             )

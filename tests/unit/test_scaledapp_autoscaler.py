@@ -384,3 +384,31 @@ def test_events_are_held_behind_scale_writes_in_their_order_and_not_longer_than_
 
     asyncio.run(main())
     assert order == ["idle", "scaled", "first", "second", "bounded", "scaled"]
+
+
+def test_a_round_ends_on_time_while_others_scale_and_its_status_and_event_follow_their_writes() -> None:
+    fake = Fake()
+    loop = fake.loop(body())
+    tick(loop)  # the first status, nothing scaling
+    assert len(fake.status_patches) == 1
+    fake.values["load"] = 35
+
+    async def main() -> None:
+        with autoscaler.SCALE_FIRST.scaling():  # another ScaledApp's /scale write under way
+            async with asyncio.timeout(1.0):  # the round does not wait for its status write
+                await loop.tick()
+            assert fake.scaled == [4]  # its own /scale write went out at once
+            assert len(fake.status_patches) == 1 and not any(e[1] == "ScaledUp" for e in fake.events)
+            assert loop.current_status()["replicas"] == 4  # what the next round starts from
+            fake.values["load"] = "HTTP 503"
+            async with asyncio.timeout(1.0):
+                await loop.tick()  # a second round while still held: folded into one write
+            await asyncio.sleep(0.05)
+            assert len(fake.status_patches) == 1
+        await asyncio.sleep(0.05)  # the other write is done: what was held follows it
+        assert len(fake.status_patches) == 2
+        patch = fake.status_patches[-1]
+        assert patch["replicas"] == 4 and patch["metrics"][0]["error"] == "HTTP 503"
+        assert [e[1] for e in fake.events][-2:] == ["ScaledUp", "MetricFailed"]
+
+    asyncio.run(main())

@@ -40,6 +40,9 @@ class Loop:
         self.body = body
         self.restored += 1
 
+    def close(self) -> None:
+        self.closed = True
+
 
 def scaledapp(
     name: str, uid: str, generation: int = 1, target: str | None = None, **meta: Any

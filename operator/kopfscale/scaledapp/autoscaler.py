@@ -83,6 +83,21 @@ class NotReady(Exception):
         self.reason, self.message, self.transient = reason, message, transient
 
 
+@dataclass(frozen=True)
+class StatusChange:
+    """What one round says in the status: conditions to merge and fields to set."""
+
+    now: datetime.datetime
+    generation: int | None
+    conditions: list[dict[str, Any]]
+    fields: dict[str, Any]
+
+    def apply(self, status: Mapping[str, Any]) -> dict[str, Any]:
+        return st.compose(
+            status, generation=self.generation, now=self.now, conditions=self.conditions, fields=self.fields
+        )
+
+
 class Autoscaler:
     """The state of one ScaledApp's loop, kept between rounds (and in status across restarts)."""
 
@@ -102,10 +117,13 @@ class Autoscaler:
         self.read = read  # the metric sources (a test passes its own)
         self.replay = replay  # the simulator's replay, for the flapping suggestion
         self.logger = logger
+        self._held: list[StatusChange] = []  # what rounds said while /scale writes went first
+        self._writer: asyncio.Task[None] | None = None
         self.restore(body)
 
     def restore(self, body: kopf.Body) -> None:
         """Start from ``body``'s status: what survives a restart, or another replica's turn."""
+        self.close()
         self.body = body
         previous = body.get("status") or {}
         self.history = History.from_status(previous.get("history"), utcnow())
@@ -438,7 +456,14 @@ class Autoscaler:
         return True
 
     def current_status(self) -> dict[str, Any]:
-        """The status as it is now: our last write, unless someone else has written since.
+        """The status as it is now, with the writes still held (:meth:`write`) applied."""
+        status = self.known_status()
+        for held in self._held:
+            status = held.apply(status)
+        return status
+
+    def known_status(self) -> dict[str, Any]:
+        """The status on the API server: our last write, unless someone else has written since.
 
         kopf keeps ``body`` up to date from the watch. While it still shows the status our last
         write replaced, the write's event has not arrived and the write is what is there; when it
@@ -459,15 +484,41 @@ class Autoscaler:
         conditions: list[dict[str, Any]],
         fields: Mapping[str, Any],
     ) -> None:
+        """Write what this round says, if it says something new.
+
+        While ``/scale`` writes are under way (:class:`ScaleFirst`), the write is held, not
+        awaited: it follows them within :data:`STATUS_WAIT` s, folded together with any later
+        round's, and the round ends on time — a round that waited for it started the next one
+        late, and under a thousand reactions at once that put seconds on every reaction.
+        """
+        change = StatusChange(now, generation, conditions, dict(fields))
         previous = self.current_status()
-        new = st.compose(previous, generation=generation, now=now, conditions=conditions, fields=fields)
-        if not st.worth_writing(previous, new):
+        if not st.worth_writing(previous, change.apply(previous)):
             return
-        if await SCALE_FIRST.wait(STATUS_WAIT):  # the watch may have shown another write meanwhile
-            previous = self.current_status()
-            new = st.compose(previous, generation=generation, now=now, conditions=conditions, fields=fields)
-            if not st.worth_writing(previous, new):
-                return
+        if self._held or SCALE_FIRST.busy:
+            self._held.append(change)
+            if self._writer is None or self._writer.done():
+                self._writer = asyncio.get_running_loop().create_task(self._write_held())
+            return
+        await self._patch(previous, change.apply(previous))
+
+    async def _write_held(self) -> None:
+        await SCALE_FIRST.wait(STATUS_WAIT)
+        while self._held:
+            previous = status = self.known_status()
+            changes, self._held = self._held, []
+            for change in changes:
+                status = change.apply(status)
+            if not st.worth_writing(previous, status):
+                continue
+            try:
+                await self._patch(previous, status)
+            except ApiError as e:  # the next round that has something to say writes it all again
+                self.logger.warning(f"The status could not be written: {e}")
+            except Exception:
+                self.logger.exception("The status could not be written")
+
+    async def _patch(self, previous: dict[str, Any], new: dict[str, Any]) -> None:
         try:
             await self.call(
                 self.api.patch_status, self.namespace, self.name, merge_patch_between(previous, new)
@@ -477,6 +528,13 @@ class Autoscaler:
                 return
             raise
         self.written, self.replaced = new, previous
+
+    def close(self) -> None:
+        """Drop the status writes held: the ScaledApp is gone, or restored from its status."""
+        self._held = []
+        if self._writer is not None:
+            self._writer.cancel()
+            self._writer = None
 
     @staticmethod
     async def call(fn: Callable[..., Any], *args: Any, scaling: bool = False) -> Any:

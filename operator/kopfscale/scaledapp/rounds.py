@@ -99,6 +99,9 @@ class Rounds:
     def gone(self, body: Mapping[str, Any]) -> None:
         """A ScaledApp deleted, or marked for deletion: it never scales again."""
         uid, meta = _uid(body), body.get("metadata") or {}
+        loop = self.autoscaler(uid)
+        if loop is not None:
+            loop.close()
         self.scheduler.remove(uid)
         self._retarget(uid, None)
         self._targets.pop(uid, None)
