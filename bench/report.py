@@ -557,6 +557,17 @@ def reaction_section(r: dict[str, Any], targets: Targets) -> list[str]:
                 f"(interpolated within buckets), {num(lat['within_1s'] * 100, 1)} % within 1 s.",
                 "",
             ]
+        cpu = k.get("step_cpu_percent")
+        if cpu:
+            shares = ", ".join(f"{name} {num(v, 0)} %" for name, v in cpu.items())
+            lines += [f"CPU during the steps at N={n} (% of one core, each process): {shares}.", ""]
+        changes = (k.get("steady") or {}).get("status_changes_per_min")
+        if changes is not None:
+            said = ", ".join(f"`{f}` {num(v, 1)}" for f, v in changes.items()) or "none"
+            lines += [
+                f"ScaledApp status fields changed per minute in the steady window at N={n}: {said}.",
+                "",
+            ]
     return lines
 
 

@@ -28,6 +28,7 @@ loop lateness histogram is read too.
 from __future__ import annotations
 
 import asyncio
+import collections
 import math
 import random
 import time
@@ -59,6 +60,8 @@ class Replicas(Recorders):
         self.since = 0.0
         self.deployments: dict[str, dict[str, Any]] = {}
         self.apps: dict[str, dict[str, Any]] = {}
+        self.status_changes: collections.Counter[str] = collections.Counter()  # what ScaledApp writes changed
+        self.samples: list[dict[str, Any]] = []  # the first few of those changes, before and after
         self.recorders = [
             Recorder(bench.api, core_path("deployments", NAMESPACE), self.on_event),
             Recorder(bench.api, custom_path("scaledapps", NAMESPACE), self.on_app),
@@ -80,8 +83,15 @@ class Replicas(Recorders):
         name = obj["metadata"]["name"]
         if kind == "DELETED":
             self.apps.pop(name, None)
-        else:
-            self.apps[name] = obj
+            return
+        before = (self.apps.get(name) or {}).get("status")
+        if before is not None:
+            changed = status_changes(before, obj.get("status") or {})
+            self.status_changes.update(changed)
+            if changed and len(self.samples) < 3:
+                after = obj.get("status") or {}
+                self.samples.append({k: [before.get(k), after.get(k)] for k in changed if "/" not in k})
+        self.apps[name] = obj
 
     def expect(self, replicas: int) -> None:
         self.want, self.since, self.reached = replicas, time.monotonic(), {}
@@ -96,12 +106,37 @@ class Replicas(Recorders):
             for app in self.apps.values()
         )
 
+    def pods_settled(self) -> bool:
+        """Every Deployment has the Pods its count asks for (the ScaledApps' next rounds see them)."""
+        return all(
+            (d.get("status") or {}).get("replicas") == (d.get("spec") or {}).get("replicas")
+            and (d.get("status") or {}).get("updatedReplicas") == (d.get("spec") or {}).get("replicas")
+            for d in self.deployments.values()
+        )
+
     def stale(self) -> int:
         return sum(
             1
             for name, app in self.apps.items()
             if figures.scaledapp_staleness(app, self.deployments.get(name)) is not None
         )
+
+
+def status_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """The top-level status fields that differ (conditions by type, their time aside)."""
+    changed = [
+        k for k in sorted(set(before) | set(after)) if k != "conditions" and before.get(k) != after.get(k)
+    ]
+
+    def conditions(status: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+        return {
+            c.get("type"): (c.get("status"), c.get("reason"), c.get("message"))
+            for c in status.get("conditions") or []
+        }
+
+    old, new = conditions(before), conditions(after)
+    changed += [f"conditions/{t}" for t in sorted(set(old) | set(new), key=str) if old.get(t) != new.get(t)]
+    return changed
 
 
 async def grow(bench: Bench, state: Replicas, n: int, polling_interval: int) -> float:
@@ -190,19 +225,26 @@ async def requests_of(bench: Bench, who: str) -> Counts:
     return total
 
 
-async def steady_window(bench: Bench, who: str, process: Subject | None, seconds: float) -> dict[str, Any]:
+async def steady_window(
+    bench: Bench, who: str, process: Subject | None, seconds: float, state: Replicas
+) -> dict[str, Any]:
     """Metric constant for ``seconds``: requests and writes per minute, CPU and RSS per process,
-    kube-controller-manager's own requests per minute by method."""
+    kube-controller-manager's own requests per minute by method, and what the ScaledApp status
+    changes seen meanwhile changed (per field, per minute)."""
     procs = probes(bench, who, process)
     before = {name: probe() for name, probe in procs.items()}
     counts0, kcm0 = await requests_of(bench, who), await bench.kcm_requests()
     peers0 = await bench.peer_counts() if who == "keda" else {}
+    state.status_changes.clear()
+    state.samples.clear()
     t0 = time.monotonic()
     await asyncio.sleep(seconds)
     elapsed = time.monotonic() - t0
     counts, kcm1 = (await requests_of(bench, who)) - counts0, await bench.kcm_requests()
     per_min = 60 / elapsed
     out: dict[str, Any] = {
+        "status_changes_per_min": {k: v * per_min for k, v in state.status_changes.most_common()},
+        "status_change_samples": list(state.samples),
         "seconds": elapsed,
         "requests_per_min": counts.total * per_min,
         "writes_per_min": counts.writes * per_min,
@@ -277,11 +319,13 @@ async def measure(
     on_step: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """A steady window, then ``runs`` step pairs (up, then down) with ``who`` in charge."""
-    steady = await steady_window(bench, who, process, steady_seconds)
+    steady = await steady_window(bench, who, process, steady_seconds, state)
     timeout = 4 * polling_interval + 60 + 0.1 * n
     stale_limit = 2 * polling_interval + 10 if who == "kopfscale" else None
     text0 = await process.metrics_text() if process is not None else ""
     counts0, t0 = await requests_of(bench, who), time.monotonic()
+    procs = probes(bench, who, process)
+    cpu0 = {name: probe()[0] for name, probe in procs.items()}
     steps = []
     phases = random.Random(n)  # every subject steps at the same phases, none aligned with its rounds
     for i in range(runs):
@@ -298,6 +342,7 @@ async def measure(
             )
     elapsed = time.monotonic() - t0
     counts = (await requests_of(bench, who)) - counts0
+    step_cpu = {name: (probe()[0] - cpu0[name]) / elapsed * 100 for name, probe in procs.items()}
     lateness: dict[str, Any] | None = None
     if process is not None and process.metrics_port:
         buckets = figures.bucket_delta(
@@ -324,6 +369,7 @@ async def measure(
             p["cpu_percent"] for k, p in steady["processes"].items() if k not in CONTROL_PLANE
         ),
         "step_seconds": elapsed,
+        "step_cpu_percent": step_cpu,  # of one core, per process, over the steps (the steady window aside)
         "requests": counts.summary(),
         "writes_per_reaction": figures.writes_per_object(counts.by_key, reactions),
         "lateness": lateness,
@@ -367,8 +413,12 @@ async def run_level(
             if not kopfscale.running:
                 await kopfscale.start(within=300)
             await wait_until(lambda: state.all_at(1, n), within=60 + 0.1 * n)
-            # Steady means after the first rounds: every status written, and their follow-ups.
-            await wait_until(lambda: state.reported(n) and state.stale() == 0, within=60 + 0.1 * n)
+            # Steady means after the first rounds: every Pod made, every status written, and the
+            # follow-ups of rounds that ran before their workload's Pods existed.
+            await wait_until(
+                lambda: state.pods_settled() and state.reported(n) and state.stale() == 0,
+                within=60 + 0.1 * n,
+            )
             await asyncio.sleep(2 * polling_interval)
             results[who] = await measure(
                 bench, who, kopfscale, state, n, runs, polling_interval, steady_seconds
