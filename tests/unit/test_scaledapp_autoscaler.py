@@ -412,3 +412,22 @@ def test_a_round_ends_on_time_while_others_scale_and_its_status_and_event_follow
         assert [e[1] for e in fake.events][-2:] == ["ScaledUp", "MetricFailed"]
 
     asyncio.run(main())
+
+
+def test_a_failed_status_write_is_logged_once_and_written_again_by_the_next_round(caplog: Any) -> None:
+    fake = Fake()
+    loop = fake.loop(body())
+    failing = ApiError(None, "Timeout", "the request timed out")
+    sent = fake.patch_status
+
+    def refuse(namespace: str, name: str, patch: dict[str, Any]) -> None:
+        raise failing
+
+    fake.patch_status = refuse  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING):
+        tick(loop)
+        tick(loop)  # the same failure again: no second line
+    assert [r.getMessage() for r in caplog.records] == [f"The status could not be written: {failing}"]
+    fake.patch_status = sent  # type: ignore[method-assign]
+    tick(loop)
+    assert len(fake.status_patches) == 1 and fake.status_patches[0]["replicas"] == 1

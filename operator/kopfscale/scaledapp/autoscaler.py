@@ -119,6 +119,7 @@ class Autoscaler:
         self.logger = logger
         self._held: list[StatusChange] = []  # what rounds said while /scale writes went first
         self._writer: asyncio.Task[None] | None = None
+        self._status_error: str | None = None  # the last status write's failure, logged once
         self.restore(body)
 
     def restore(self, body: kopf.Body) -> None:
@@ -486,37 +487,40 @@ class Autoscaler:
     ) -> None:
         """Write what this round says, if it says something new.
 
-        While ``/scale`` writes are under way (:class:`ScaleFirst`), the write is held, not
-        awaited: it follows them within :data:`STATUS_WAIT` s, folded together with any later
-        round's, and the round ends on time — a round that waited for it started the next one
-        late, and under a thousand reactions at once that put seconds on every reaction.
+        The ScaledApp's writer task writes it (:meth:`_write_held`), folded with whatever later
+        rounds say before it goes out (one PATCH). While ``/scale`` writes are under way
+        (:class:`ScaleFirst`) it is held, at most :data:`STATUS_WAIT` s; the round waits for it
+        only when nothing is scaling, and then at most :data:`ROUND_WAITS_FOR_STATUS` s. A round
+        that waited for its status behind a thousand others started the next one late.
         """
         change = StatusChange(now, generation, conditions, dict(fields))
         previous = self.current_status()
         if not st.worth_writing(previous, change.apply(previous)):
             return
-        if self._held or SCALE_FIRST.busy:
-            self._held.append(change)
-            if self._writer is None or self._writer.done():
-                self._writer = asyncio.get_running_loop().create_task(self._write_held())
-            return
-        await self._patch(previous, change.apply(previous))
+        self._held.append(change)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_held())
+        if not SCALE_FIRST.busy:
+            await asyncio.wait({self._writer}, timeout=ROUND_WAITS_FOR_STATUS)
 
     async def _write_held(self) -> None:
         await SCALE_FIRST.wait(STATUS_WAIT)
         while self._held:
             previous = status = self.known_status()
-            changes, self._held = self._held, []
-            for change in changes:
+            for change in self._held:
                 status = change.apply(status)
-            if not st.worth_writing(previous, status):
-                continue
-            try:
-                await self._patch(previous, status)
-            except ApiError as e:  # the next round that has something to say writes it all again
-                self.logger.warning(f"The status could not be written: {e}")
-            except Exception:
-                self.logger.exception("The status could not be written")
+            count = len(self._held)
+            if st.worth_writing(previous, status):
+                try:
+                    await self._patch(previous, status)
+                    self._status_error = None
+                except ApiError as e:  # the next round that has something to say writes it all again
+                    if str(e) != self._status_error:  # one line per distinct failure, not per round
+                        self.logger.warning(f"The status could not be written: {e}")
+                    self._status_error = str(e)
+                except Exception:
+                    self.logger.exception("The status could not be written")
+            del self._held[:count]  # what later rounds said meanwhile goes in the next PATCH
 
     async def _patch(self, previous: dict[str, Any], new: dict[str, Any]) -> None:
         try:
@@ -630,6 +634,9 @@ class ScaleFirst:
 #: The process's one :class:`ScaleFirst`, and the longest a status write waits for ``/scale`` writes.
 SCALE_FIRST = ScaleFirst()
 STATUS_WAIT = 5.0
+#: The longest a round waits for its own status write (when nothing is scaling); past it, the
+#: write goes on in the ScaledApp's writer task and the round ends.
+ROUND_WAITS_FOR_STATUS = 1.0
 
 #: Threads for ``/scale`` writes only (see :meth:`Autoscaler.call`).
 SCALE_THREADS = 32
