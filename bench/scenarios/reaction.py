@@ -340,6 +340,9 @@ async def measure(
                 + (f", stale {stale['at_clear']} -> 0 in {stale['seconds_to_zero']:.1f} s" if stale else "")
                 + ("" if s["complete"] else f"  [INCOMPLETE {s['reacted']}/{n}]")
             )
+    # What the last step caused but held (kopfscale holds events and status writes while /scale
+    # writes go first, at most 5 s) counts too: one more round's time before counting.
+    await asyncio.sleep(polling_interval + 5)
     elapsed = time.monotonic() - t0
     counts = (await requests_of(bench, who)) - counts0
     step_cpu = {name: (probe()[0] - cpu0[name]) / elapsed * 100 for name, probe in procs.items()}
