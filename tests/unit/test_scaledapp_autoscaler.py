@@ -332,14 +332,19 @@ def test_ready_pods_that_cannot_be_counted_fail_the_metric_and_hold_the_count() 
     assert last_metric_status(fake)["error"].endswith("could not be counted: Deployment/web has no Pods")
 
 
+async def scale_for(lane: autoscaler.ScaleFirst, seconds: float, order: list[str]) -> None:
+    """A ``/scale`` write under way for ``seconds``; says "scaled" when done."""
+    with lane.scaling():
+        await asyncio.sleep(seconds)
+        order.append("scaled")
+
+
 def test_a_status_write_waits_for_the_scale_writes_under_way_but_not_longer_than_its_bound() -> None:
     lane = autoscaler.ScaleFirst()
     order: list[str] = []
 
     async def scale(seconds: float) -> None:
-        with lane.scaling():
-            await asyncio.sleep(seconds)
-            order.append("scaled")
+        await scale_for(lane, seconds, order)
 
     async def status(bound: float) -> None:
         await lane.wait(bound)
@@ -360,9 +365,7 @@ def test_events_are_held_behind_scale_writes_in_their_order_and_not_longer_than_
     order: list[str] = []
 
     async def scale(seconds: float) -> None:
-        with lane.scaling():
-            await asyncio.sleep(seconds)
-            order.append("scaled")
+        await scale_for(lane, seconds, order)
 
     async def main() -> None:
         lane.later(lambda: order.append("idle"), 5.0)  # nothing scaling: at once
