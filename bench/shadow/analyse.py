@@ -130,7 +130,7 @@ def finite(x: Any) -> Any:
 def analyse(scenario: Scenario, rec: Recording) -> Result:
     peers = peer_decisions(scenario, rec)
     kopf = kopf_decisions(scenario, rec)
-    ctx = c.Context(scenario, kopf, rec.peer_scale_events(), peers)
+    ctx = c.Context(scenario, kopf, rec.peer_scale_events(), peers, pods=rec.pods)
     result = Result(scenario, kopf=kopf)
     pairs: list[tuple[float, str, PeerDecision, KopfDecision | None]] = []
     for p in peers:

@@ -28,6 +28,7 @@ from bench.shadow.model import (
     FallbackState,
     KopfDecision,
     PeerDecision,
+    PodsState,
     same_inputs,
     within_tolerance,
 )
@@ -70,6 +71,13 @@ class Context:
     at: float = 0.0
     #: (at, peer, kopfscale, verdict) of the divergences explained so far, in time order
     explained: tuple[tuple[float, PeerDecision, KopfDecision, Verdict], ...] = ()
+    pods: Sequence[PodsState] = ()  # the Pods' state as the driver listed it, on change
+
+
+#: How far from a peer decision the Pods' state may change and still be what the peer saw: the
+#: driver lists the Pods every 0.5 s and sees the HPA's status after the HPA acted on its own
+#: informer's view; a second and some slack.
+PODS_LAG = 1.5
 
 
 Rule = Callable[[PeerDecision, KopfDecision, Context], Verdict | None]
@@ -151,6 +159,40 @@ def same_decision_shifted(p: PeerDecision, k: KopfDecision, ctx: Context) -> Ver
             f"on the same inputs kopfscale decided {p.desired} too, {min(kopf_follows):.1f} s later",
         )
     return None
+
+
+def pods_changing(p: PeerDecision, k: KopfDecision, ctx: Context) -> Verdict | None:
+    """A ``Value`` metric outside the tolerance while the Pods' readiness changes within a moment
+    of the peer's decision (the driver lists the Pods every 0.5 s; the HPA counts them from its
+    own informer at its sync): with the ready count listed just before or after, the HPA's formula
+    gives the peer's decision, and with the count kopfscale used, kopfscale's."""
+    scenario = ctx.scenario
+    if scenario.target_type != "Value" or p.value is None or p.pods is None or p.current == 0:
+        return None
+    ratio = p.value / scenario.target
+    if within_tolerance(ratio):
+        return None
+
+    def decided(ready: int) -> int:
+        return normalize(scenario, p.current, math.ceil(ratio * ready), ctx.peer_events, p.time)
+
+    used = k.pods_used if k.pods_used is not None else p.pods.ready
+    if decided(used) != k.desired:
+        return None
+    near = [
+        s
+        for s in ctx.pods
+        if abs(s.time - p.time) <= PODS_LAG and s.ready != used and decided(s.ready) == p.desired
+    ]
+    if not near:
+        return None
+    seen = min(near, key=lambda s: abs(s.time - p.time))
+    return Verdict(
+        TIMING,
+        "Pods changing",
+        f"{seen.ready} Pods ready {seen.time - p.time:+.1f} s from the peer's decision, {used} when "
+        f"kopfscale counted: x {ratio:.2f} gives {p.desired} and {k.desired}",
+    )
 
 
 def remembered_by_the_window(p: PeerDecision, k: KopfDecision, ctx: Context) -> Verdict | None:
@@ -330,6 +372,7 @@ def cpu_pods(p: PeerDecision, k: KopfDecision, ctx: Context) -> Verdict | None:
 #: Tried in this order; the first that explains a divergence classifies it.
 RULES: tuple[Rule, ...] = (
     same_decision_shifted,
+    pods_changing,
     window_phase,
     remembered_by_the_window,
     scale_event_history,
@@ -385,6 +428,7 @@ def describe_rules() -> list[tuple[str, str, str]]:
     """(category, name, what it says) for every rule, for the report."""
     names: dict[Rule, tuple[str, str]] = {
         same_decision_shifted: (TIMING, "same decision, shifted"),
+        pods_changing: (TIMING, "Pods changing"),
         window_phase: (TIMING, "stabilization window phase"),
         remembered_by_the_window: (f"{TIMING} / {IMPROVEMENT}", "remembered by the window"),
         scale_event_history: (TIMING, "scale events of the period"),

@@ -478,3 +478,22 @@ def test_every_shadow_scaledapp_mirrors_its_peer() -> None:
         assert app.get("behavior") == peer_behavior
         urls = json.dumps([app, peer_object])
         assert "127.0.0.1" in urls or s.metric == "cpu"
+
+
+def test_a_ready_count_changing_under_the_peers_sync_is_timing_not_a_bug() -> None:
+    # Seen in CI: 1 of 2 Pods unready, value 30 against Value 20 (ratio 1.5). The Pod became ready
+    # again just before the HPA's sync: it decided 3 (x 2 ready); kopfscale, a round earlier, 2 (x 1).
+    one_unready = PodsState(time=15.1, pods=2, ready=1, with_metrics=2, fresh=0)
+    after = PodsState(time=35.09, pods=3, ready=2, with_metrics=2, fresh=1)
+    p = peer(2, 3, value=30, t=35.09, pods=one_unready)
+    k = kopf(2, 2, value=30, t=20.2, pods=one_unready, pods_used=1)
+    verdict = c.classify(p, k, replace(context(VALUE, k, peers=[p]), pods=[one_unready, after]))
+    assert (verdict.category, verdict.rule) == (c.TIMING, "Pods changing")
+    # The same divergence with no such change near the peer's decision stays a bug.
+    later = replace(after, time=38.0)
+    verdict = c.classify(p, k, replace(context(VALUE, k, peers=[p]), pods=[one_unready, later]))
+    assert verdict.rule == "unexplained"
+    # And kopfscale's own count must give its decision: multiplying by 2 ready and deciding 2 is not timing.
+    wrong = replace(k, pods_used=2)
+    verdict = c.classify(p, wrong, replace(context(VALUE, wrong, peers=[p]), pods=[one_unready, after]))
+    assert verdict.category == c.BUG
