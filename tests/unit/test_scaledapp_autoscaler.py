@@ -343,17 +343,14 @@ def test_a_status_write_waits_for_the_scale_writes_under_way_but_not_longer_than
     lane = autoscaler.ScaleFirst()
     order: list[str] = []
 
-    async def scale(seconds: float) -> None:
-        await scale_for(lane, seconds, order)
-
     async def status(bound: float) -> None:
         await lane.wait(bound)
         order.append("status")
 
     async def main() -> None:
         await status(5.0)  # nothing scaling: at once
-        await asyncio.gather(scale(0.2), status(5.0))  # after the scale write
-        await asyncio.gather(scale(1.0), status(0.1))  # not longer than its bound
+        await asyncio.gather(scale_for(lane, 0.2, order), status(5.0))  # after the scale write
+        await asyncio.gather(scale_for(lane, 1.0, order), status(0.1))  # not longer than its bound
 
     asyncio.run(main())
     assert order == ["status", "scaled", "status", "status", "scaled"]
@@ -364,13 +361,10 @@ def test_events_are_held_behind_scale_writes_in_their_order_and_not_longer_than_
     lane = autoscaler.ScaleFirst()
     order: list[str] = []
 
-    async def scale(seconds: float) -> None:
-        await scale_for(lane, seconds, order)
-
     async def main() -> None:
         lane.later(lambda: order.append("idle"), 5.0)  # nothing scaling: at once
         assert order == ["idle"]
-        writing = asyncio.create_task(scale(0.2))
+        writing = asyncio.create_task(scale_for(lane, 0.2, order))
         await asyncio.sleep(0)
         lane.later(lambda: order.append("first"), 5.0)
         lane.later(lambda: order.append("second"), 5.0)
@@ -378,7 +372,7 @@ def test_events_are_held_behind_scale_writes_in_their_order_and_not_longer_than_
         await writing
         await asyncio.sleep(0.05)
         assert order == ["idle", "scaled", "first", "second"]
-        slow = asyncio.create_task(scale(1.0))
+        slow = asyncio.create_task(scale_for(lane, 1.0, order))
         await asyncio.sleep(0)
         lane.later(lambda: order.append("bounded"), 0.1)
         await asyncio.sleep(0.3)

@@ -631,7 +631,8 @@ class ScaleFirst:
                     logging.getLogger(__name__).exception("A held event could not be posted")
 
 
-#: The process's one :class:`ScaleFirst`, and the longest a status write waits for ``/scale`` writes.
+#: The process's one :class:`ScaleFirst`, and the longest a status write or an event is held behind
+#: ``/scale`` writes.
 SCALE_FIRST = ScaleFirst()
 STATUS_WAIT = 5.0
 #: The longest a round waits for its own status write (when nothing is scaling); past it, the
